@@ -1,0 +1,43 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates/refreshes .venv and installs what it needs, so that a fresh Debian machine needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-install
+DEMO_DIR ?= data/demo_corpus
+DEMO_OUT ?= results/demo
+
+.PHONY: venv test demo demo-quick bench system-packages clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages for the offline demo corpus (real recorded speech and music) and the report
+# screenshot test. Best effort: without root or apt the corpus falls back to synthetic speech.
+system-packages:
+	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  for p in asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
+	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav; do \
+	    dpkg -s $$p >/dev/null 2>&1 || NEED="$$NEED $$p"; done; \
+	  if [ -n "$$NEED" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED >/dev/null; fi; \
+	else echo "system-packages: no root/apt-get; the demo corpus will use synthetic speech"; fi
+
+test: $(STAMP) system-packages
+	$(PY) -m pytest -q
+
+demo: $(STAMP) system-packages
+	$(VENV)/bin/dfkd models
+	$(VENV)/bin/dfkd corpus demo --out $(DEMO_DIR)
+	$(VENV)/bin/dfkd experiment --config configs/demo.yaml --data $(DEMO_DIR) --out $(DEMO_OUT)
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

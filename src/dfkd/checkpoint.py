@@ -1,0 +1,94 @@
+"""Checkpoints: atomic writes and loading a model from any checkpoint a user may hand us.
+
+A dfkd checkpoint is a dict with ``format="dfkd"``, ``arch``, ``config`` (constructor kwargs),
+``state_dict`` and optional training state. asteroid checkpoints (``model_args`` + ``state_dict``)
+load through :func:`dfkd.models.from_asteroid`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .errors import DfkdError
+
+FORMAT = "dfkd"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+    """Write a checkpoint atomically (temp file + rename)."""
+    atomic_write(path, lambda tmp: torch.save(dict(payload), tmp))
+
+
+def model_payload(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The part of a checkpoint that rebuilds ``model``: format, arch, config and weights."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    return {
+        "format": FORMAT,
+        "arch": model.ARCH,
+        "config": dict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file with clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DfkdError(f"{path}: checkpoint file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for truncated/corrupt files
+        raise DfkdError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict):
+        raise DfkdError(f"{path}: not a checkpoint (expected a dict, found {type(data).__name__})")
+    return data
+
+
+def model_from_checkpoint_dict(data: Mapping[str, Any], source: str = "checkpoint") -> nn.Module:
+    """Rebuild a model (eval mode) from a dfkd or asteroid checkpoint dict."""
+    from . import models
+
+    if data.get("format") == FORMAT:
+        model = models.build_from_config(data["arch"], data["config"])
+        model.load_state_dict(data["state_dict"], strict=True)
+        return model.eval()
+    if "model_args" in data and "state_dict" in data:
+        return models.from_asteroid(data)
+    raise DfkdError(f"{source}: neither a dfkd checkpoint nor an asteroid checkpoint")
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Load a model from a checkpoint file (a run folder resolves to its ``best.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise DfkdError(f"{path}: run folder holds neither best.pt nor last.pt")
+    return model_from_checkpoint_dict(read_checkpoint(path), source=str(path))

@@ -1,0 +1,76 @@
+"""The `dfkd` command line: a thin dispatcher.
+
+Each sub-command lives in `dfkd.commands.<name>` and exposes ``add_arguments(parser)`` and
+``run(args) -> int``. This file only parses and dispatches, so that the commands stay importable and
+testable on their own, and a command that is not built yet fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import DfkdError, NotAvailableYet
+
+# name -> one-line help. Order is the order of the data path (README tour).
+COMMANDS: dict[str, str] = {
+    "models": "table of every architecture x preset: parameters, MACs, CPU real-time factor",
+    "corpus": "build the offline demo corpus",
+    "evaluate": "score a model or a folder of enhanced files (PESQ, STOI, SI-SNR, CSIG/CBAK/COVL)",
+    "train": "train a model (teacher or `none` student) on the task loss",
+    "distill": "train a student from a frozen teacher with a KD method (dfkd, spectral, ...)",
+    "experiment": "run the comparison grid and write the results table, plots and report",
+    "enhance": "enhance audio files with a checkpoint or an ONNX model",
+    "export": "export a checkpoint to ONNX (optionally int8) and check parity",
+    "bench": "CPU real-time factor and latency of checkpoints (PyTorch, ONNX fp32/int8)",
+}
+
+
+def _load_command(name: str):
+    try:
+        return importlib.import_module(f"dfkd.commands.{name}")
+    except ModuleNotFoundError as err:
+        if err.name == f"dfkd.commands.{name}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dfkd",
+        description="Knowledge distillation for speech enhancement (DFKD, arXiv 2502.04711).",
+    )
+    parser.add_argument("--version", action="version", version=f"dfkd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = _load_command(name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if module is not None:
+            module.add_arguments(p)
+        p.set_defaults(_module=module, _name=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args._module is None:
+            raise NotAvailableYet(f"`dfkd {args._name}`")
+        return int(args._module.run(args) or 0)
+    except DfkdError as err:
+        print(f"dfkd {args._name}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dfkd {args._name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

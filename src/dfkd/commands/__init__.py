@@ -1,0 +1,1 @@
+"""Sub-commands of the `dfkd` CLI, one module each (see `dfkd.cli`)."""

@@ -1,0 +1,17 @@
+"""User-facing errors.
+
+Every problem a user can cause (a bad file, a wrong option, a missing checkpoint) is raised as a
+:class:`DfkdError` whose message names the thing and the problem. The CLI prints the message and
+exits non-zero without a traceback; programming errors still raise ordinary exceptions.
+"""
+
+
+class DfkdError(Exception):
+    """An error caused by the user's input, with a message meant to be read by that user."""
+
+
+class NotAvailableYet(DfkdError):
+    """A capability that is planned but not built yet."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not available yet in this version of dfkd")

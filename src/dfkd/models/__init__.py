@@ -1,0 +1,114 @@
+"""Model registry: architecture name + preset -> ``nn.Module``.
+
+Architectures (single-channel enhancement at 16 kHz, ``(batch, samples) -> (batch, samples)``):
+
+- ``dccrn``: DCCRN-CL, Hu et al., "DCCRN: Deep Complex Convolution Recurrent Network for
+  Phase-Aware Speech Enhancement", Interspeech 2020 (arXiv 2008.00264).
+- ``convtasnet``: Luo & Mesgarani, "Conv-TasNet: Surpassing Ideal Time-Frequency Magnitude Masking
+  for Speech Separation", IEEE/ACM TASLP 2019 (arXiv 1809.07454).
+- ``dptnet``: Chen, Mao & Liu, "Dual-Path Transformer Network: Direct Context-Aware Modeling for
+  End-to-End Monaural Speech Separation", Interspeech 2020 (arXiv 2007.13975).
+
+Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0), ``student``
+(compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``mini`` (tests).
+
+Every architecture module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs),
+``MODEL`` (the class, built as ``MODEL(**kwargs)``, keeping those kwargs in ``model.config``),
+``config_from_asteroid(model_args) -> kwargs`` and ``state_dict_from_asteroid(state_dict) ->
+state_dict`` (the key-name converter for asteroid checkpoints).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..errors import DfkdError
+
+ARCHITECTURES: tuple[str, ...] = ("dccrn", "convtasnet", "dptnet")
+PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "mini")
+
+_MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
+# asteroid class name (as in checkpoints' `model_name` / fixtures' `model_class`) -> our architecture
+_ASTEROID_CLASSES = {"DCCRNet": "dccrn", "ConvTasNet": "convtasnet", "DPTNet": "dptnet"}
+
+
+def arch_module(arch: str) -> ModuleType:
+    """Return the module implementing ``arch`` (raises a clear error for unknown names)."""
+    if arch not in _MODULES:
+        raise DfkdError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return importlib.import_module(f"{__name__}.{_MODULES[arch]}")
+
+
+def preset_config(arch: str, preset: str) -> dict[str, Any]:
+    """Constructor kwargs of a preset (a copy, safe to modify)."""
+    module = arch_module(arch)
+    if preset not in module.PRESETS:
+        raise DfkdError(
+            f"unknown preset {preset!r} for {arch}; choose one of {', '.join(module.PRESETS)}"
+        )
+    return dict(module.PRESETS[preset])
+
+
+def build(arch: str, preset: str = "small", **overrides: Any) -> nn.Module:
+    """Build ``arch`` with a preset's configuration, any key overridable (e.g. ``ff_hid=256``)."""
+    config = preset_config(arch, preset)
+    module = arch_module(arch)
+    unknown = set(overrides) - set(_constructor_keys(module))
+    if unknown:
+        raise DfkdError(f"unknown option(s) for {arch}: {', '.join(sorted(unknown))}")
+    config.update(overrides)
+    return module.MODEL(**config)
+
+
+def build_from_config(arch: str, config: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a model from the ``config`` dict it carries (as stored in checkpoints)."""
+    return arch_module(arch).MODEL(**dict(config))
+
+
+def _constructor_keys(module: ModuleType) -> list[str]:
+    import inspect
+
+    return [
+        name
+        for name, p in inspect.signature(module.MODEL.__init__).parameters.items()
+        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+def asteroid_arch(checkpoint: Mapping[str, Any]) -> str:
+    """Which of our architectures an asteroid checkpoint dict holds."""
+    name = str(checkpoint.get("model_class") or checkpoint.get("model_name") or "")
+    short = name.rsplit(".", 1)[-1]
+    if short not in _ASTEROID_CLASSES:
+        raise DfkdError(
+            f"not an asteroid checkpoint of a supported model (model class {name!r}); "
+            f"supported: {', '.join(_ASTEROID_CLASSES)}"
+        )
+    return _ASTEROID_CLASSES[short]
+
+
+def from_asteroid(checkpoint: Mapping[str, Any]) -> nn.Module:
+    """Build our model from an asteroid checkpoint dict (``model_args`` + ``state_dict``).
+
+    Accepts the fixtures' layout (``model_class``, ``model_args``, ``state_dict``) and asteroid's
+    published-model layout (``model_name``, ``model_args``, ``state_dict``). Weights are loaded
+    strictly through the architecture's key-name converter.
+    """
+    for key in ("model_args", "state_dict"):
+        if key not in checkpoint:
+            raise DfkdError(f"asteroid checkpoint has no {key!r} entry")
+    arch = asteroid_arch(checkpoint)
+    module = arch_module(arch)
+    model = module.MODEL(**module.config_from_asteroid(dict(checkpoint["model_args"])))
+    state = module.state_dict_from_asteroid(checkpoint["state_dict"])
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

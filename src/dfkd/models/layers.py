@@ -1,0 +1,72 @@
+"""Layers shared by the architectures, written to export to ONNX.
+
+No ``torch.stft``, no complex dtype, no ``unfold``/``fold``, no Python branches on data: only
+convolutions, reshapes, pads and slices whose sizes follow from the input's shape.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GlobalLayerNorm(nn.Module):
+    """Global layer norm (gLN) of Conv-TasNet (Luo & Mesgarani 2019, eq. 13).
+
+    Normalises each sample of a ``(batch, channels, time)`` tensor over channels and time together,
+    with the biased variance and ``eps=1e-8`` as in asteroid 0.7.0, then applies a per-channel
+    ``gamma``/``beta``.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)
+        normed = (x - mean) / torch.sqrt(var + self.eps)
+        return normed * self.gamma[:, None] + self.beta[:, None]
+
+
+class FreeEncoder(nn.Module):
+    """Learned analysis filterbank ("free" in asteroid): conv1d 1 -> N, kernel L, stride S, no bias.
+
+    No padding: ``floor((T - L) / S) + 1`` frames, as asteroid does.
+    """
+
+    def __init__(self, n_filters: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, n_filters, kernel_size, stride=stride, bias=False)
+        nn.init.xavier_normal_(self.conv.weight)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N, frames)
+        return self.conv(wav.unsqueeze(1))
+
+
+class FreeDecoder(nn.Module):
+    """Learned synthesis filterbank: transposed conv1d N -> 1, kernel L, stride S, no bias (untied)."""
+
+    def __init__(self, n_filters: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(n_filters, 1, kernel_size, stride=stride, bias=False)
+        nn.init.xavier_normal_(self.conv.weight)
+        self.stride = stride
+
+    def forward(self, frames: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``(B, N, frames)`` -> ``(B, T)`` with T the length of ``like`` (zero-padded tail)."""
+        return fit_length(self.conv(frames).squeeze(1), like, max_shortfall=self.stride)
+
+
+def fit_length(signal: torch.Tensor, like: torch.Tensor, max_shortfall: int) -> torch.Tensor:
+    """Right-pad ``signal`` with zeros / trim it to the last-axis length of ``like``.
+
+    A framed decoder returns ``T - ((T - L) mod S)`` samples, short of ``T`` by less than the hop, so
+    padding by a constant ``max_shortfall`` then slicing needs no data-dependent branch (which
+    keeps the graph exportable with a dynamic length axis).
+    """
+    padded = F.pad(signal, (0, max_shortfall))
+    return padded[..., : like.shape[-1]]
