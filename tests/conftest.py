@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# Before torch loads OpenMP: on a busy 2-core machine, spinning OpenMP threads make recurrent
+# layers (one barrier per time step) many times slower; passive waiting costs nothing when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import pytest

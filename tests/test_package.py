@@ -45,3 +45,11 @@ def test_unknown_architecture_is_a_clear_error():
 
     with pytest.raises(DfkdError, match="unknown architecture 'unet'"):
         models.build("unet", "mini")
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_every_command_module_imports_and_has_its_interface(name):
+    import importlib
+
+    module = importlib.import_module(f"dfkd.commands.{name}")
+    assert callable(module.add_arguments) and callable(module.run)

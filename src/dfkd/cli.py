@@ -30,12 +30,19 @@ COMMANDS: dict[str, str] = {
 
 
 def _load_command(name: str):
+    """The command's module, None when it is not built yet, or the import error it raised.
+
+    A command that fails to import must not take the other commands down with it: its error is
+    reported when that command is run (and `tests/test_package.py` imports every command).
+    """
     try:
         return importlib.import_module(f"dfkd.commands.{name}")
     except ModuleNotFoundError as err:
         if err.name == f"dfkd.commands.{name}":
             return None
-        raise
+        return err
+    except Exception as err:  # noqa: BLE001 - reported when the command runs
+        return err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         module = _load_command(name)
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if isinstance(module, BaseException):
+            p.set_defaults(_module=None, _name=name, _import_error=module)
+            continue
         if module is not None:
             module.add_arguments(p)
         p.set_defaults(_module=module, _name=name)
@@ -61,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "_import_error", None) is not None:
+            err = args._import_error
+            print(f"dfkd {args._name}: internal error: the command failed to load "
+                  f"({type(err).__name__}: {err})", file=sys.stderr)
+            return 3
         if args._module is None:
             raise NotAvailableYet(f"`dfkd {args._name}`")
         return int(args._module.run(args) or 0)

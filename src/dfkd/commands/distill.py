@@ -1,0 +1,88 @@
+"""`dfkd distill`: train a student of the teacher's architecture with a KD method.
+
+    dfkd distill --teacher RUN_OR_CKPT --preset tiny --method dfkd --data DIR --out RUN
+                 [--kd-weight 1] [--adapter cummax-slope|energy-rolloff:0.9|fixed:1000]
+                 [--beta 0.5] [--crossover inclusive|exclusive] [--cache-teacher] [...]
+
+The teacher may be a dfkd run folder or checkpoint, or an asteroid checkpoint (``model_args`` +
+``state_dict``). The student's architecture is the teacher's; its preset defaults to ``tiny`` and
+its seed to the teacher's seed + 1 (a student never shares its teacher's seed). All options of
+`dfkd train` apply as well (see ``dfkd distill --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..distill import KD_METHODS
+from ..errors import DfkdError
+from .train import COMMON_FLAGS, add_common_arguments, resolve_config
+
+DISTILL_FLAGS: dict[str, str] = {
+    "arch": "model.arch",
+    "teacher": "kd.teacher",
+    "method": "kd.method",
+    "kd_weight": "kd.weight",
+    "adapter": "kd.adapter",
+    "beta": "kd.beta",
+    "crossover": "kd.crossover",
+    "cache_teacher": "kd.cache_teacher",
+    "cache_dir": "kd.cache_dir",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", metavar="RUN_OR_CKPT",
+                        help="teacher run folder or checkpoint (dfkd or asteroid format)")
+    parser.add_argument("--method", choices=tuple(KD_METHODS),
+                        help="KD method (default dfkd)")
+    parser.add_argument("--kd-weight", type=float, metavar="LAMBDA",
+                        help="lambda (default per method: dfkd 1, spectral 10, sisnr 0.1, ...)")
+    parser.add_argument("--adapter", help="dfkd crossover rule: cummax-slope (default), "
+                                          "energy-rolloff:Q, fixed:HZ")
+    parser.add_argument("--beta", type=float, help="dfkd high-band cosine weight (default 0.5)")
+    parser.add_argument("--crossover", choices=("inclusive", "exclusive"),
+                        help="whether the crossover bin belongs to both bands (default inclusive)")
+    parser.add_argument("--no-polarity-fix", action="store_true",
+                        help="do not flip the teacher to agree in sign with the clean target")
+    parser.add_argument("--cache-teacher", action="store_true", default=None,
+                        help="compute teacher outputs once and reuse them (fixed training sets)")
+    parser.add_argument("--cache-dir", help="teacher cache folder (default: under the data root)")
+    parser.add_argument("--arch", help="must match the teacher's architecture if given")
+    add_common_arguments(parser)
+
+
+def _teacher_defaults(teacher: str) -> dict:
+    """Student defaults that follow from the teacher: its architecture and seed + 1."""
+    from ..checkpoint import read_checkpoint
+    from ..models import asteroid_arch
+    from ..train import resolve_checkpoint
+
+    path = resolve_checkpoint(teacher)
+    data = read_checkpoint(path)
+    if data.get("format") == "dfkd":
+        arch = data.get("arch")
+    elif "model_args" in data and "state_dict" in data:
+        arch = asteroid_arch(data)
+    else:
+        raise DfkdError(f"{path}: neither a dfkd checkpoint nor an asteroid checkpoint")
+    defaults = {"model.arch": arch, "model.preset": "tiny", "kd.method": "dfkd"}
+    if data.get("train_seed") is not None:
+        defaults["seed"] = int(data["train_seed"]) + 1
+    return defaults
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import run_training
+
+    defaults = {"model.preset": "tiny", "kd.method": "dfkd"}
+    if args.teacher and not args.resume:
+        defaults = _teacher_defaults(args.teacher)
+    config = resolve_config(args, {**COMMON_FLAGS, **DISTILL_FLAGS}, defaults)
+    if args.no_polarity_fix:
+        config.kd.polarity_fix = False
+    if not config.kd.teacher:
+        raise DfkdError("dfkd distill needs --teacher RUN_OR_CHECKPOINT")
+    out = run_training(config, args.out, resume=args.resume)
+    print(f"dfkd distill: run written to {out}")
+    return 0

@@ -1,0 +1,239 @@
+"""Complex-valued layers of DCCRN built from real tensors (export-friendly, no complex dtype).
+
+After Hu et al., "DCCRN: Deep Complex Convolution Recurrent Network for Phase-Aware Speech
+Enhancement", Interspeech 2020 (arXiv 2008.00264), Section 2.2, with asteroid 0.7.0's layout:
+
+- a complex tensor is one real tensor ``(batch, 2, channels, ...)``: index 0 of axis 1 is the real
+  part, index 1 the imaginary part, so "concatenate complex channels" is a ``cat`` on axis 2;
+- a complex layer holds two real layers ``re`` (W_r) and ``im`` (W_i) and computes
+  ``(W_r * a - W_i * b) + i (W_r * b + W_i * a)`` for an input ``a + i b``;
+- BatchNorm and PReLU act on the real and imaginary parts separately, each with its own
+  parameters (asteroid's ``OnReIm``; not a complex/whitening BatchNorm).
+
+The convolutions run as ONE real convolution with the block weight ``[[W_r, -W_i], [W_i, W_r]]``
+on the ``2 * channels`` real channels: the same products as asteroid's four convolutions, in one
+call, which is faster on CPU and gives a smaller ONNX graph. The LSTMs and Linears instead run
+both parts through each real layer as a doubled batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    return (int(value[0]), int(value[1]))
+
+
+class ComplexConv2d(nn.Module):
+    """Complex 2-D convolution over ``(freq, time)``.
+
+    Args:
+        in_channels: complex input channels.
+        out_channels: complex output channels.
+        kernel_size: ``(freq, time)`` kernel.
+        stride: ``(freq, time)`` stride.
+        padding: ``(freq, time)`` zero padding on both sides.
+        bias: add a complex bias (real part ``b_r - b_i``, imaginary part ``b_r + b_i``, as
+            asteroid).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        # Two ordinary Conv2d hold the weights: default init and asteroid-compatible keys.
+        self.re = nn.Conv2d(
+            in_channels, out_channels, kernel_size, self.stride, self.padding, bias=bias
+        )
+        self.im = nn.Conv2d(
+            in_channels, out_channels, kernel_size, self.stride, self.padding, bias=bias
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F', T')``."""
+        w_r, w_i = self.re.weight, self.im.weight  # (out, in, kf, kt)
+        weight = torch.cat([torch.cat([w_r, -w_i], 1), torch.cat([w_i, w_r], 1)], 0)
+        bias = None
+        if self.re.bias is not None:
+            bias = torch.cat([self.re.bias - self.im.bias, self.re.bias + self.im.bias])
+        y = F.conv2d(x.flatten(1, 2), weight, bias, self.stride, self.padding)
+        return y.unflatten(1, (2, -1))
+
+
+class ComplexConvTranspose2d(nn.Module):
+    """Complex 2-D transposed convolution over ``(freq, time)``; weights are (in, out, kf, kt).
+
+    Args:
+        in_channels: complex input channels.
+        out_channels: complex output channels.
+        kernel_size: ``(freq, time)`` kernel.
+        stride: ``(freq, time)`` stride.
+        padding: ``(freq, time)`` padding removed from both sides of the output.
+        output_padding: extra ``(freq, time)`` output rows on the high side.
+        bias: add a complex bias (as :class:`ComplexConv2d`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        output_padding: tuple[int, int] = (0, 0),
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.output_padding = _pair(output_padding)
+        args = (
+            in_channels,
+            out_channels,
+            kernel_size,
+            self.stride,
+            self.padding,
+            self.output_padding,
+        )
+        self.re = nn.ConvTranspose2d(*args, bias=bias)
+        self.im = nn.ConvTranspose2d(*args, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F', T')``."""
+        w_r, w_i = self.re.weight, self.im.weight  # (in, out, kf, kt)
+        # Rows index the input (real part a, then imaginary part b), columns the output (re, im).
+        weight = torch.cat([torch.cat([w_r, w_i], 1), torch.cat([-w_i, w_r], 1)], 0)
+        bias = None
+        if self.re.bias is not None:
+            bias = torch.cat([self.re.bias - self.im.bias, self.re.bias + self.im.bias])
+        y = F.conv_transpose2d(
+            x.flatten(1, 2), weight, bias, self.stride, self.padding, self.output_padding
+        )
+        return y.unflatten(1, (2, -1))
+
+
+class OnReIm(nn.Module):
+    """Apply two independent real modules to the real and the imaginary part.
+
+    Args:
+        make: factory called twice, for the ``re`` and the ``im`` module.
+    """
+
+    def __init__(self, make: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        self.re = make()
+        self.im = make()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, ...)`` -> ``(B, 2, ...)``."""
+        # unbind (not x[:, 0], x[:, 1]): its backward is one stack instead of two zero-filled copies
+        real, imag = x.unbind(1)
+        return torch.stack([self.re(real), self.im(imag)], dim=1)
+
+
+class ComplexPReLU(nn.Module):
+    """PReLU with one slope for the real part and one for the imaginary part (asteroid's layout).
+
+    Both parts go through one ``F.prelu`` call, with the part axis as PReLU's channel axis.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.re = nn.PReLU()
+        self.im = nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, ...)`` -> same shape."""
+        slopes = torch.cat([self.re.weight, self.im.weight])
+        return F.prelu(x.flatten(2), slopes).view_as(x)
+
+
+class ComplexLSTM(nn.Module):
+    """Stack of complex unidirectional LSTM layers (DCCRN's "complex LSTM", paper eq. 3).
+
+    Each layer is a pair of real LSTMs: ``re = LSTM_r(a) - LSTM_i(b)``, ``im = LSTM_r(b) +
+    LSTM_i(a)``; the next layer reads this complex output. Both parts go through each real LSTM as
+    one batch of ``2 B`` sequences.
+
+    Args:
+        input_size: complex input features per frame.
+        hidden_size: hidden (and output) size of every real LSTM.
+        num_layers: number of complex layers.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 2) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for index in range(num_layers):
+            size = input_size if index == 0 else hidden_size
+            self.layers.append(
+                ComplexMultiply(lambda size=size: nn.LSTM(size, hidden_size, batch_first=True))
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, frames, features)`` -> ``(B, 2, frames, hidden)``."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class ComplexMultiply(nn.Module):
+    """Complex multiplication rule for real sequence layers (LSTM, Linear) of ``(B, N, D)`` inputs.
+
+    Real layers ``re`` and ``im`` each see both parts (``a`` and ``b``) as one doubled batch; the
+    results combine as ``(re(a) - im(b)) + i (re(b) + im(a))``.
+
+    Args:
+        make: factory called twice, for the ``re`` and the ``im`` module.
+    """
+
+    def __init__(self, make: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        self.re = make()
+        self.im = make()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, N, D)`` -> ``(B, 2, N, D')``."""
+        both = x.flatten(0, 1)  # (2B, N, D), parts interleaved per utterance
+        out_re, out_im = self._run(self.re, both), self._run(self.im, both)
+        out_re = out_re.unflatten(0, (-1, 2))
+        out_im = out_im.unflatten(0, (-1, 2))
+        real = out_re[:, 0] - out_im[:, 1]
+        imag = out_re[:, 1] + out_im[:, 0]
+        return torch.stack([real, imag], dim=1)
+
+    @staticmethod
+    def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(layer, nn.LSTM):
+            # Explicit zero states sized from the input: the exporter otherwise bakes the traced
+            # batch size into the implicit initial state and a different batch fails in ONNX.
+            state = (
+                (x[:, :1, :1] * 0).transpose(0, 1).expand(layer.num_layers, -1, layer.hidden_size)
+            )
+            return layer(x, (state, state))[0]
+        return layer(x)
+
+
+class ComplexLinear(ComplexMultiply):
+    """Complex fully connected layer (two real ``nn.Linear``; complex bias as asteroid).
+
+    Args:
+        in_features: complex input features.
+        out_features: complex output features.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(lambda: nn.Linear(in_features, out_features))

@@ -1,0 +1,539 @@
+"""DCCRN-CL: Deep Complex Convolution Recurrent Network, layout of asteroid 0.7.0's ``DCCRNet``.
+
+Hu, Liu, Lv, Xing, Zhang, Fu, Wang, Zhang & Xie, "DCCRN: Deep Complex Convolution Recurrent
+Network for Phase-Aware Speech Enhancement", Interspeech 2020 (arXiv 2008.00264).
+
+The network masks a complex STFT (512-point DFT, 400-sample sqrt-Hann frames, hop 100, Nyquist bin
+dropped) with a complex U-Net: complex conv encoders (kernel 5 x 2 over frequency x time, stride 2
+in frequency, BatchNorm and PReLU on the real and imaginary parts), a two-layer complex LSTM with a
+complex Linear in the bottleneck, complex transposed-conv decoders fed ``[decoder, skip]``
+concatenations, and the paper's "E" mask ``tanh(|M|) * M / |M|`` multiplied with the spectrum.
+
+As in asteroid (and unlike the paper's causal variant) the time kernels have no padding: each
+encoder reads frames ``t`` and ``t + 1`` and each decoder gives the frame back, so the mask at frame
+``t`` looks ``len(channels)`` frames ahead (6 frames, 60 ms, for DCCRN-CL). Parameter counts and
+outputs equal asteroid's (checked against its fixtures); see ``docs/sections/model_dccrn.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import DfkdError
+from .complex_layers import (
+    ComplexConv2d,
+    ComplexConvTranspose2d,
+    ComplexLinear,
+    ComplexLSTM,
+    ComplexPReLU,
+    OnReIm,
+)
+from .conv_stft import ConvSTFT, check_stft_sizes, sqrt_hann, stft_basis
+
+ARCH = "dccrn"
+
+MASK_BOUNDS = ("tanh", "sigmoid", "none")
+# |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.
+MASK_EPS = 1e-8
+
+
+def _layer_pairs(value: Any, n_layers: int, name: str) -> list[list[int]]:
+    """One ``[freq, time]`` pair per encoder level, from a single pair or a per-level list."""
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) for v in value)
+    ):
+        return [[int(value[0]), int(value[1])] for _ in range(n_layers)]
+    pairs = [list(map(int, v)) for v in value]
+    if len(pairs) != n_layers or any(len(p) != 2 for p in pairs):
+        raise DfkdError(
+            f"{name} must be one (freq, time) pair or one pair per encoder level ({n_layers})"
+        )
+    return pairs
+
+
+def _layer_ints(value: Any, n_layers: int, name: str) -> list[int]:
+    """One int per encoder level, from a single int or a per-level list."""
+    if isinstance(value, int):
+        return [value] * n_layers
+    values = [int(v) for v in value]
+    if len(values) != n_layers:
+        raise DfkdError(f"{name} must be an int or one int per encoder level ({n_layers})")
+    return values
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so ``config`` round-trips through YAML and JSON."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class EncoderBlock(nn.Module):
+    """Complex conv (no bias) -> BatchNorm on re/im -> PReLU on re/im.
+
+    Args:
+        in_channels: complex input channels.
+        out_channels: complex output channels.
+        kernel_size: ``(freq, time)`` kernel.
+        freq_stride: stride along frequency (time stride is 1).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: Sequence[int], freq_stride: int
+    ) -> None:
+        super().__init__()
+        padding = ((kernel_size[0] - 1) // 2, 0)  # "same" in frequency, none in time (non-causal)
+        self.conv = ComplexConv2d(
+            in_channels, out_channels, tuple(kernel_size), (freq_stride, 1), padding
+        )
+        self.norm = OnReIm(lambda: nn.BatchNorm2d(out_channels))
+        self.act = ComplexPReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F / stride, T - kt + 1)``."""
+        return self.act(self.norm(self.conv(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Complex transposed conv (no bias) -> BatchNorm on re/im -> PReLU on re/im.
+
+    Args:
+        in_channels: complex input channels (decoder output + skip).
+        out_channels: complex output channels.
+        kernel_size: ``(freq, time)`` kernel.
+        freq_stride: upsampling factor along frequency.
+        output_padding: extra frequency rows so the output matches the mirrored encoder's input.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        freq_stride: int,
+        output_padding: int,
+    ) -> None:
+        super().__init__()
+        padding = ((kernel_size[0] - 1) // 2, 0)
+        self.conv = ComplexConvTranspose2d(
+            in_channels,
+            out_channels,
+            tuple(kernel_size),
+            (freq_stride, 1),
+            padding,
+            (output_padding, 0),
+        )
+        self.norm = OnReIm(lambda: nn.BatchNorm2d(out_channels))
+        self.act = ComplexPReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F * stride, T + kt - 1)``."""
+        return self.act(self.norm(self.conv(x)))
+
+
+class LSTMBottleneck(nn.Module):
+    """Complex LSTM + complex Linear over the flattened last encoder output (paper Fig. 1, "CL").
+
+    Each frame's ``(channels, freqs)`` map is flattened channel-major to ``channels * freqs``
+    features, run through the complex LSTM, projected back with a complex Linear (no norm).
+
+    Args:
+        channels: complex channels of the last encoder.
+        n_freqs: frequency bins after the last encoder.
+        hidden_size: hidden size of each real LSTM.
+        num_layers: complex LSTM layers.
+    """
+
+    def __init__(self, channels: int, n_freqs: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.channels, self.n_freqs = channels, n_freqs
+        self.rnn = ComplexLSTM(channels * n_freqs, hidden_size, num_layers)
+        self.linear = ComplexLinear(hidden_size, channels * n_freqs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, C, F, T)`` -> same shape."""
+        sequence = x.permute(0, 1, 4, 2, 3).flatten(3)  # (B, 2, T, C * F)
+        out = self.linear(self.rnn(sequence))
+        return out.unflatten(3, (self.channels, self.n_freqs)).permute(0, 1, 3, 4, 2)
+
+
+def bound_mask(mask: torch.Tensor, bound: str) -> torch.Tensor:
+    """Bound a complex mask ``(B, 2, F, T)`` (Choi et al. 2019 as used by DCCRN, paper eq. 7).
+
+    ``tanh``: ``tanh(|M|) e^{i phase(M)}`` written as ``tanh(|M|) * M / |M|`` (no atan2, exports and
+    has a finite gradient at 0), with ``|M| = sqrt(re^2 + im^2 + 1e-8)``. ``sigmoid``: a sigmoid on
+    the real and imaginary parts (asteroid's BDSS). ``none``: the raw mask.
+
+    Args:
+        mask: the network's raw complex mask.
+        bound: one of ``MASK_BOUNDS``.
+    """
+    if bound == "tanh":
+        magnitude = torch.sqrt(mask.pow(2).sum(dim=1, keepdim=True) + MASK_EPS)
+        return mask * (torch.tanh(magnitude) / magnitude)
+    if bound == "sigmoid":
+        return torch.sigmoid(mask)
+    return mask
+
+
+def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Product of two complex tensors stored as ``(B, 2, ...)``."""
+    real = a[:, 0] * b[:, 0] - a[:, 1] * b[:, 1]
+    imag = a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0]
+    return torch.stack([real, imag], dim=1)
+
+
+class DCCRN(nn.Module):
+    """DCCRN-CL speech enhancer, ``(batch, samples) -> (batch, samples)`` at 16 kHz.
+
+    Hu et al., "DCCRN: Deep Complex Convolution Recurrent Network for Phase-Aware Speech
+    Enhancement", Interspeech 2020 (arXiv 2008.00264); layer layout, STFT scaling and mask as in
+    asteroid 0.7.0 ``DCCRNet`` (weights load through :func:`state_dict_from_asteroid`).
+
+    Inputs shorter than :attr:`min_length` (one STFT frame per encoder level plus one) are
+    zero-padded inside and the output is trimmed back; samples after the last full STFT frame come
+    out as exact zeros (asteroid does the same).
+
+    Args:
+        n_fft: STFT DFT size; the network sees ``n_fft // 2`` bins (Nyquist dropped).
+        win_length: STFT frame length in samples (sqrt-Hann window, centred in the DFT).
+        hop_length: STFT hop in samples.
+        channels: complex output channels of each encoder level (the decoders mirror them).
+        kernel_size: ``(freq, time)`` kernel of every level, or one pair per level; the frequency
+            kernel should be odd, the time kernel ``kt`` costs ``kt - 1`` frames of look-ahead.
+        freq_stride: frequency stride of every level, or one per level; ``n_fft // 2`` must be
+            divisible by their product.
+        rnn_hidden: hidden size of each real LSTM in the complex LSTM.
+        rnn_layers: number of complex LSTM layers.
+        mask_bound: ``"tanh"`` (the paper's "E" mask), ``"sigmoid"`` or ``"none"``.
+    """
+
+    ARCH = ARCH
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        *,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 100,
+        channels: Sequence[int] = (16, 32, 64, 128, 128, 128),
+        kernel_size: Sequence[int] | Sequence[Sequence[int]] = (5, 2),
+        freq_stride: int | Sequence[int] = 2,
+        rnn_hidden: int = 128,
+        rnn_layers: int = 2,
+        mask_bound: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = _plain(
+            dict(
+                n_fft=n_fft,
+                win_length=win_length,
+                hop_length=hop_length,
+                channels=channels,
+                kernel_size=kernel_size,
+                freq_stride=freq_stride,
+                rnn_hidden=rnn_hidden,
+                rnn_layers=rnn_layers,
+                mask_bound=mask_bound,
+            )
+        )
+        check_stft_sizes(n_fft, win_length, hop_length)
+        channels = [int(c) for c in channels]
+        if not channels or min(channels) < 1:
+            raise DfkdError(f"channels must be a non-empty list of positive ints, got {channels}")
+        if rnn_hidden < 1 or rnn_layers < 1:
+            raise DfkdError(
+                f"rnn_hidden and rnn_layers must be positive, got {rnn_hidden}, {rnn_layers}"
+            )
+        if mask_bound not in MASK_BOUNDS:
+            raise DfkdError(
+                f"mask_bound must be one of {', '.join(MASK_BOUNDS)}, got {mask_bound!r}"
+            )
+        n_levels = len(channels)
+        kernels = _layer_pairs(kernel_size, n_levels, "kernel_size")
+        strides = _layer_ints(freq_stride, n_levels, "freq_stride")
+        if min(min(k) for k in kernels) < 1 or min(strides) < 1:
+            raise DfkdError("kernel sizes and strides must be positive")
+        self.mask_bound = mask_bound
+        self.stft = ConvSTFT(n_fft, win_length, hop_length)
+
+        # Frequency bins at each level; exact division keeps encoder and decoder shapes mirrored.
+        n_freqs = [self.stft.n_freqs]
+        if n_freqs[0] % math.prod(strides):
+            raise DfkdError(
+                f"n_fft // 2 = {n_freqs[0]} bins must be divisible by the product of the frequency "
+                f"strides ({math.prod(strides)}); change n_fft, freq_stride or the number of levels"
+            )
+        for level, (kernel, stride) in enumerate(zip(kernels, strides, strict=True)):
+            padding = (kernel[0] - 1) // 2
+            n_out = (n_freqs[-1] + 2 * padding - kernel[0]) // stride + 1
+            if n_out != n_freqs[-1] // stride:
+                raise DfkdError(
+                    f"level {level}: frequency kernel {kernel[0]} with stride {stride} maps "
+                    f"{n_freqs[-1]} bins to {n_out}, not {n_freqs[-1] // stride}; "
+                    "use an odd frequency kernel"
+                )
+            n_freqs.append(n_out)
+
+        ins = [1] + channels[:-1]
+        self.encoders = nn.ModuleList(
+            EncoderBlock(c_in, c_out, k, s)
+            for c_in, c_out, k, s in zip(ins, channels, kernels, strides, strict=True)
+        )
+        self.bottleneck = LSTMBottleneck(channels[-1], n_freqs[-1], rnn_hidden, rnn_layers)
+        # Decoder i mirrors encoder L-1-i: reads [previous output, skip] (2 x channels[L-1-i]).
+        decoders = []
+        for level in range(n_levels - 1, -1, -1):
+            padding = (kernels[level][0] - 1) // 2
+            natural = (n_freqs[level + 1] - 1) * strides[level] - 2 * padding + kernels[level][0]
+            output_padding = n_freqs[level] - natural
+            if not 0 <= output_padding < strides[level]:
+                raise DfkdError(
+                    f"level {level}: frequency kernel {kernels[level][0]} with stride "
+                    f"{strides[level]} cannot be mirrored by a transposed conv; "
+                    "use an odd frequency kernel"
+                )
+            c_out = channels[level - 1] if level > 0 else 1
+            decoders.append(
+                (2 * channels[level], c_out, kernels[level], strides[level], output_padding)
+            )
+        self.decoders = nn.ModuleList(DecoderBlock(*args) for args in decoders[:-1])
+        c_in, c_out, kernel, stride, output_padding = decoders[-1]
+        self.output_layer = ComplexConvTranspose2d(
+            c_in,
+            c_out,
+            tuple(kernel),
+            (stride, 1),
+            ((kernel[0] - 1) // 2, 0),
+            (output_padding, 0),
+            bias=True,
+        )
+        self.min_length = win_length + hop_length * sum(k[1] - 1 for k in kernels)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Enhance ``(batch, samples)`` waveforms; returns the same shape."""
+        if noisy.dim() != 2:
+            raise DfkdError(f"DCCRN expects (batch, samples) input, got shape {tuple(noisy.shape)}")
+        spec = self.stft(self._pad_to_min_length(noisy))  # (B, 2, F, frames)
+        x = spec.unsqueeze(2)  # one complex input channel
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        x = torch.cat([self.bottleneck(x), x], dim=2)  # [decoder, skip], asteroid's order
+        for decoder, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
+            x = torch.cat([decoder(x), skip], dim=2)
+        mask = bound_mask(self.output_layer(x)[:, :, 0], self.mask_bound)
+        return self.stft.inverse(complex_multiply(mask, spec), like=noisy)
+
+    def _pad_to_min_length(self, wav: torch.Tensor) -> torch.Tensor:
+        # Right-pad with zeros up to min_length, without a Python branch on the length: pad by the
+        # constant min_length, then cut at max(T, min_length) (a traced size under ONNX export).
+        end = torch.clamp(torch.as_tensor(wav.shape[-1]), min=self.min_length)
+        return nn.functional.pad(wav, (0, self.min_length))[..., :end]
+
+
+MODEL = DCCRN
+
+# Measured with dfkd.models.count_params and dfkd.models.complexity.count_macs (one 1 s input at
+# 16 kHz, STFT and inverse included); step = one Adam step (forward + backward) on batch 8 x 2 s.
+# | preset  | STFT fft/win/hop | channels             | LSTM  | params    | MACs/s | step CPU-s |
+# |---------|------------------|----------------------|-------|-----------|--------|------------|
+# | paper   | 512/400/100      | 16,32,64,128,128,128 | 2x128 | 3,669,336 | 8.22 G |     --     |
+# | student | 512/400/100      | 8,16,24,32,32,32     | 2x64  |   383,736 | 0.97 G |     --     |
+# | small   | 256/256/128      | 8,16,24,48,64        | 2x128 | 1,011,188 | 0.65 G |    0.79    |
+# | tiny    | 256/256/128      | 4,8,16,16,32         | 2x32  |   123,236 | 0.14 G |    0.31    |
+# | mini    | 512/400/100      | 2,4                  | 1x8   |    22,272 | 0.09 G |     --     |
+# student / paper: 9.6x fewer params, 8.5x fewer MACs; small / tiny: 8.2x fewer params.
+# "step CPU-s" is process CPU time with 1 thread (the shared 2-core machine ran at load ~8, so wall
+# times were not meaningful); 2 threads used 0.87 / 0.34 CPU-s, i.e. ~0.45 / ~0.2 s wall when idle.
+# small / tiny use a 16 ms / 8 ms STFT (128 bins, 125 frames/s instead of 256 bins, 157 frames/s):
+# 2.5x fewer time-frequency points, which is what keeps the demo teacher under 1 s per step.
+PRESETS: dict[str, dict[str, Any]] = {
+    # DCCRN-CL as in the paper and asteroid's "DCCRN-CL".
+    "paper": dict(channels=[16, 32, 64, 128, 128, 128], rnn_hidden=128, rnn_layers=2),
+    # Same STFT and depth as paper, channels / LSTM narrowed: the paper-scale KD student.
+    "student": dict(channels=[8, 16, 24, 32, 32, 32], rnn_hidden=64, rnn_layers=2),
+    # Demo teacher / student (same STFT, so they differ in capacity only).
+    "small": dict(
+        n_fft=256,
+        win_length=256,
+        hop_length=128,
+        channels=[8, 16, 24, 48, 64],
+        rnn_hidden=128,
+        rnn_layers=2,
+    ),
+    "tiny": dict(
+        n_fft=256,
+        win_length=256,
+        hop_length=128,
+        channels=[4, 8, 16, 16, 32],
+        rnn_hidden=32,
+        rnn_layers=2,
+    ),
+    # Tests: the paper's STFT, two levels, one narrow LSTM layer.
+    "mini": dict(channels=[2, 4], rnn_hidden=8, rnn_layers=1),
+}
+
+# asteroid's named DCCRMaskNet architectures, as complex encoder channels (decoders mirror them).
+ASTEROID_ARCHITECTURES: dict[str, list[int]] = {
+    "DCCRN-CL": [16, 32, 64, 128, 128, 128],
+    "mini": [4, 8],
+}
+_ASTEROID_BOUNDS = {
+    "tanh": "tanh",
+    "BDT": "tanh",
+    "sigmoid": "sigmoid",
+    "BDSS": "sigmoid",
+    None: "none",
+    "UBD": "none",
+}
+
+
+def config_from_asteroid(model_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Our constructor kwargs for an asteroid ``DCCRNet`` ``model_args`` dict.
+
+    asteroid fixes the rest: kernel (5, 2), frequency stride 2, complex LSTM 2 x 128.
+
+    Args:
+        model_args: asteroid's ``get_model_args()`` (``architecture``, ``stft_n_filters``,
+            ``stft_kernel_size``, ``stft_stride``, ``sample_rate``, ``n_src``, ``n_freqs``, and
+            optionally ``masknet_kwargs``).
+    """
+    args = dict(model_args)
+    architecture = args.get("architecture")
+    if architecture not in ASTEROID_ARCHITECTURES:
+        raise DfkdError(
+            f"asteroid DCCRNet architecture {architecture!r} is not supported; "
+            f"supported: {', '.join(ASTEROID_ARCHITECTURES)}"
+        )
+    if int(args.get("n_src", 1)) != 1:
+        raise DfkdError(
+            f"only single-output enhancement is supported (asteroid n_src={args['n_src']})"
+        )
+    if float(args.get("sample_rate", 16000)) != 16000:
+        raise DfkdError(
+            f"dfkd models run at 16 kHz; this asteroid model is for {args['sample_rate']} Hz"
+        )
+    win_length = int(args.get("stft_kernel_size", 512))
+    n_fft = int(args.get("stft_n_filters") or win_length)
+    stride = args.get("stft_stride")
+    hop_length = int(stride) if stride else win_length // 2  # asteroid's Filterbank default
+    masknet = dict(args.get("masknet_kwargs") or {})
+    bound = masknet.pop("mask_bound", "tanh")
+    n_freqs = masknet.pop("n_freqs", args.get("n_freqs", n_fft // 2))
+    if masknet:
+        raise DfkdError(
+            f"unsupported asteroid DCCRNet masknet_kwargs: {', '.join(sorted(masknet))}"
+        )
+    if bound not in _ASTEROID_BOUNDS:
+        raise DfkdError(f"unsupported asteroid mask_bound {bound!r}")
+    if int(n_freqs) != n_fft // 2:
+        raise DfkdError(
+            f"asteroid n_freqs={n_freqs} differs from stft_n_filters // 2 = {n_fft // 2}"
+        )
+    return dict(
+        n_fft=n_fft,
+        win_length=win_length,
+        hop_length=hop_length,
+        channels=list(ASTEROID_ARCHITECTURES[architecture]),
+        kernel_size=[5, 2],
+        freq_stride=2,
+        rnn_hidden=128,
+        rnn_layers=2,
+        mask_bound=_ASTEROID_BOUNDS[bound],
+    )
+
+
+# asteroid key patterns -> ours. ``{part}`` is re / im (asteroid's re_module / im_module).
+_KEY_RULES: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"masker\.encoders\.\d+\.rnn\.rnns\.(\d+)\.(re|im)_module\.rnn\.(\w+)$"),
+        r"bottleneck.rnn.layers.\1.\2.\3",
+    ),
+    (
+        re.compile(r"masker\.encoders\.\d+\.linear\.(re|im)_module\.(\w+)$"),
+        r"bottleneck.linear.\1.\2",
+    ),
+    (
+        re.compile(r"masker\.encoders\.(\d+)\.conv\.(re|im)_module\.(\w+)$"),
+        r"encoders.\1.conv.\2.\3",
+    ),
+    (
+        re.compile(r"masker\.encoders\.(\d+)\.norm\.(re|im)_module\.(\w+)$"),
+        r"encoders.\1.norm.\2.\3",
+    ),
+    (
+        re.compile(r"masker\.encoders\.(\d+)\.activation\.(re|im)_module\.(\w+)$"),
+        r"encoders.\1.act.\2.\3",
+    ),
+    (re.compile(r"masker\.output_layer\.0\.(re|im)_module\.(\w+)$"), r"output_layer.\1.\2"),
+]
+_DECODER_KEY = re.compile(
+    r"masker\.decoders\.(\d+)\.(deconv|norm|activation)\.(re|im)_module\.(\w+)$"
+)
+_STFT_KEYS = re.compile(r"(encoder|decoder)\.filterbank\.(_filters|torch_window)$")
+
+
+def state_dict_from_asteroid(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an asteroid ``DCCRNet`` state dict to ours.
+
+    The STFT filter and window buffers are not part of our state dict (they follow from the STFT
+    sizes): they are checked to be the standard sqrt-Hann STFT basis and dropped. asteroid's
+    decoder ``k`` (``k >= 1``; decoder 0 is an Identity) is our ``decoders[k - 1]``.
+
+    Args:
+        state_dict: asteroid's ``model.state_dict()`` (or a checkpoint's ``state_dict``).
+    """
+    ours: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state_dict.items():
+        if _STFT_KEYS.match(key):
+            _check_stft_buffer(key, value)
+            continue
+        match = _DECODER_KEY.match(key)
+        if match:
+            index, layer, part, name = match.groups()
+            layer = {"deconv": "conv", "activation": "act"}.get(layer, layer)
+            ours[f"decoders.{int(index) - 1}.{layer}.{part}.{name}"] = value
+            continue
+        for pattern, replacement in _KEY_RULES:
+            if pattern.match(key):
+                ours[pattern.sub(replacement, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise DfkdError(f"unexpected keys in asteroid DCCRNet state dict: {', '.join(unknown[:5])}")
+    return ours
+
+
+def _check_stft_buffer(key: str, value: torch.Tensor) -> None:
+    """Raise unless an asteroid STFT buffer is the standard one our ConvSTFT recomputes."""
+    if key.endswith("torch_window"):
+        expected = torch.from_numpy(sqrt_hann(value.shape[-1])).float()
+    else:
+        if value.dim() != 3 or value.shape[0] % 2 or value.shape[1] != 1:
+            raise DfkdError(f"{key}: unexpected STFT filter shape {tuple(value.shape)}")
+        n_fft, win_length = value.shape[0] - 2, value.shape[-1]
+        # The basis scales as sqrt(hop): recover the hop from the norm, then compare exactly.
+        unit = stft_basis(n_fft, win_length, 1).double()
+        hop = round((value.double().norm() / unit.norm()).item() ** 2)
+        if not 0 < hop <= win_length:
+            raise DfkdError(f"{key}: not an STFT filterbank this converter recognises")
+        expected = stft_basis(n_fft, win_length, hop)
+    if value.shape != expected.shape or not torch.allclose(
+        value.float(), expected, rtol=1e-6, atol=1e-7
+    ):
+        raise DfkdError(f"{key}: STFT buffer differs from the sqrt-Hann STFT that dfkd recomputes")

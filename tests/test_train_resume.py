@@ -1,0 +1,100 @@
+"""A killed run resumes to the very same weights; two DDP processes train like one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfkd import models
+from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
+
+from tiny_corpus import make_tiny_corpus
+
+FAST = [
+    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
+    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=0",
+    "--set", "log_every=2",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _dfkd(*argv) -> list[str]:
+    return [sys.executable, "-m", "dfkd", *[str(a) for a in argv]]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run / "last.pt")["state_dict"]
+
+
+def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
+    corpus = make_tiny_corpus(tmp_path / "corpus", train=12)
+    steps = 16
+    args = ["train", "--arch", "convtasnet", "--data", corpus, "--steps", steps,
+            "--checkpoint-every", 2, "--valid-every", 6, "--seed", 5, *FAST]
+    reference = subprocess.Popen(_dfkd(*args, "--out", tmp_path / "ref"), env=ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed_run = tmp_path / "killed"
+    victim = subprocess.Popen(_dfkd(*args, "--out", killed_run), env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed_run / "last.pt").exists():
+        assert victim.poll() is None, "the run ended before writing a checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    step_at_kill = read_checkpoint(killed_run / "last.pt")["step"]
+    assert 0 < step_at_kill < steps, "the kill came too late to test a resume"
+
+    resumed = subprocess.run(_dfkd("train", "--out", killed_run, "--resume", "--no-progress"),
+                             env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    out, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, out
+
+    ref, got = _weights(tmp_path / "ref"), _weights(killed_run)
+    assert ref.keys() == got.keys()
+    for name in ref:
+        assert torch.equal(ref[name], got[name]), name
+    assert read_checkpoint(killed_run / "last.pt")["step"] == steps
+    history = [json.loads((run / "history.json").read_text()) for run in (tmp_path / "ref", killed_run)]
+    assert [r["step"] for r in history[0]["train"]] == [r["step"] for r in history[1]["train"]]
+    assert [r["si_snr"] for r in history[0]["valid"]] == [r["si_snr"] for r in history[1]["valid"]]
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_match_one_process(tmp_path):
+    corpus = make_tiny_corpus(tmp_path / "corpus", train=8)
+    torch.manual_seed(123)
+    teacher = models.build("convtasnet", "mini")
+    save_checkpoint(tmp_path / "teacher.pt", model_payload(teacher, train_seed=123))
+    args = ["distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral", "--data",
+            corpus, "--steps", 4, "--valid-every", 4, "--seed", 3, "--set", "grad_ratio_every=2",
+            "--device", "cpu", *FAST]
+    one = subprocess.Popen(_dfkd(*args, "--out", tmp_path / "one"), env=ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "dfkd", *[str(a) for a in args], "--out", str(tmp_path / "two")]
+    two = subprocess.run(torchrun, env=ENV, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    out, _ = one.communicate(timeout=600)
+    assert one.returncode == 0, out
+
+    ref, got = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-4, atol=1e-6, msg=name)
+    # only rank 0 wrote: one event file, no stray temporary files
+    assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1
+    assert not list((tmp_path / "two").glob(".*.tmp"))
+    run = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert run["run"]["world_size"] == 2
+    assert "grad_ratio" in run["train"][0]
