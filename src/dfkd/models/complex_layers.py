@@ -220,9 +220,10 @@ class ComplexMultiply(nn.Module):
         if isinstance(layer, nn.LSTM):
             # Explicit zero states sized from the input: the exporter otherwise bakes the traced
             # batch size into the implicit initial state and a different batch fails in ONNX.
+            # cuDNN also wants a contiguous state, which an expanded view is not.
             state = (
                 (x[:, :1, :1] * 0).transpose(0, 1).expand(layer.num_layers, -1, layer.hidden_size)
-            )
+            ).contiguous()
             return layer(x, (state, state))[0]
         return layer(x)
 

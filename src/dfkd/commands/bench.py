@@ -1,0 +1,82 @@
+"""`dfkd bench [CKPT ...]`: CPU real-time factor and latency, PyTorch vs ONNX Runtime fp32/int8."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import DfkdError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="*", metavar="CKPT",
+                        help="checkpoints or run folders; the first is the reference (teacher)")
+    parser.add_argument("--arch", help="build fresh models of this architecture instead of CKPTs")
+    parser.add_argument("--presets", default="paper,student",
+                        help="presets for --arch, the first is the reference (default paper,student)")
+    parser.add_argument("--engines", default="pytorch,onnx-fp32,onnx-int8",
+                        help="comma-separated: pytorch, onnx-fp32, onnx-int8 (default all)")
+    parser.add_argument("--int8-ops", metavar="OPS",
+                        help="operator types quantised for onnx-int8 (default Conv,MatMul,LSTM)")
+    parser.add_argument("--threads", default="1,all",
+                        help="thread counts, 'all' = every core (default 1,all)")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="clip length for the real-time factor (default 4)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds (default: as many as fit --budget, 3 to 15)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds of timing to aim for (default 60)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _models(args: argparse.Namespace):
+    from ..bench import BenchModel
+    from ..checkpoint import load_model
+
+    if args.arch and args.checkpoints:
+        raise DfkdError("give either checkpoints or --arch, not both")
+    if args.arch:
+        from ..models import build
+
+        presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+        return [BenchModel(f"{args.arch}/{p}", build(args.arch, p), args.arch, p) for p in presets]
+    if not args.checkpoints:
+        raise DfkdError("give checkpoints to time, or --arch ARCH [--presets paper,student]")
+    entries = []
+    for path in args.checkpoints:
+        model = load_model(path)
+        label = _label(Path(path))
+        if any(e.label == label for e in entries):
+            label = f"{label}#{len(entries) + 1}"
+        entries.append(BenchModel(label, model, getattr(model, "ARCH", "")))
+    return entries
+
+
+def _label(path: Path) -> str:
+    """A short name: ``teacher.pt``; ``runs/student/best.pt`` -> ``student/best.pt``."""
+    if path.is_file() and path.name in ("best.pt", "last.pt"):
+        return "/".join(path.resolve().parts[-2:])
+    return path.name
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import ENGINES, benchmark, format_table, thread_counts
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:  # checked before building models, which may be paper-size
+        raise DfkdError(f"--engines: unknown {', '.join(unknown) or '(empty)'}; "
+                        f"choose from {', '.join(ENGINES)}")
+    result = benchmark(_models(args), engines=engines, threads=thread_counts(args.threads),
+                       seconds=args.seconds, rounds=args.rounds, budget_seconds=args.budget,
+                       progress=not args.quiet,
+                       int8_ops=args.int8_ops.split(",") if args.int8_ops else None)
+    print(format_table(result))
+    if args.json:
+        from ..checkpoint import atomic_write
+
+        text = json.dumps(result.to_dict(), indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return 0

@@ -1,0 +1,47 @@
+"""`dfkd enhance CKPT INPUT --out OUTPUT`: enhance a file or a folder tree, streaming long files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..enhance import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="dfkd checkpoint, run folder, asteroid checkpoint or .onnx file")
+    parser.add_argument("input", metavar="INPUT",
+                        help="audio file or folder (searched recursively for .wav, .flac, .ogg)")
+    parser.add_argument("--out", required=True, metavar="OUTPUT",
+                        help="output file, or folder (mirrors INPUT's tree when INPUT is a folder)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for inference (default: the library's choice)")
+    parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+                        help=f"length of the chunks long files are cut into (default {DEFAULT_CHUNK_SECONDS:g})")
+    parser.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
+                        help="cross-fade between neighbouring chunks, at most half a chunk "
+                             f"(default {DEFAULT_OVERLAP_SECONDS:g})")
+    parser.add_argument("--mono", action="store_true",
+                        help="downmix to one channel and write mono (default: enhance every channel)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..enhance import Chunking, enhance_paths, load_backend
+
+    chunking = Chunking(args.chunk_seconds, args.overlap_seconds)
+    backend = load_backend(args.checkpoint, device=args.device, threads=args.threads)
+    summary = enhance_paths(backend, args.input, args.out, chunking, mono=args.mono,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    parts = [f"{len(summary.written)} written"]
+    if summary.existing:
+        parts.append(f"{len(summary.existing)} already there (kept; --overwrite replaces them)")
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    print(f"dfkd enhance: {', '.join(parts)} -> {args.out}", file=sys.stderr)
+    for path, reason in summary.failed.items():
+        print(f"  failed: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0

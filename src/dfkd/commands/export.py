@@ -1,0 +1,85 @@
+"""`dfkd export CKPT --onnx OUT.onnx [--int8]`: ONNX export with a parity check, optional int8."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import DfkdError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="dfkd checkpoint, run folder (best.pt) or asteroid checkpoint")
+    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the model")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write a dynamically quantised int8 model and report its cost")
+    parser.add_argument("--int8-out", metavar="PATH",
+                        help="int8 model path (default: OUT.int8.onnx next to OUT.onnx)")
+    parser.add_argument("--int8-ops", metavar="OPS",
+                        help="operator types to quantise, e.g. MatMul,LSTM (default: all that "
+                             "onnxruntime can: Conv, MatMul, LSTM)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="corpus whose test clips score the int8 model (default: built-in "
+                             "synthetic speech in pink noise)")
+    parser.add_argument("--clips", type=int, default=4, help="clips scored for --int8 (default 4)")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="max abs error allowed between onnxruntime and PyTorch (default 1e-4)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+
+
+def int8_path(onnx_path: Path) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx``."""
+    return onnx_path.with_name(onnx_path.stem + ".int8" + onnx_path.suffix)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..export import (PARITY_TOLERANCE, compare_quality, corpus_test_pairs, export_checked,
+                          model_metadata, quantize_int8, synthetic_pairs)
+
+    out = Path(args.onnx)
+    if out.suffix.lower() != ".onnx":
+        raise DfkdError(f"{out}: the output file must end in .onnx")
+    model = load_model(args.checkpoint)
+    tolerance = PARITY_TOLERANCE if args.tolerance is None else args.tolerance
+    errors = export_checked(model, out, tolerance=tolerance,
+                            metadata=model_metadata(model, source=Path(args.checkpoint).name))
+    report: dict = {"onnx": str(out), "bytes": out.stat().st_size,
+                    "parity_max_abs_error": {str(n): e for n, e in errors.items()}}
+    parity = ", ".join(f"{n} samples {e:.2e}" for n, e in errors.items())
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); onnxruntime vs PyTorch max abs error: "
+          f"{parity} (<= {tolerance:g})")
+
+    if args.int8:
+        target = Path(args.int8_out) if args.int8_out else int8_path(out)
+        ops = [op.strip() for op in args.int8_ops.split(",")] if args.int8_ops else None
+        quant = quantize_int8(out, target, op_types=ops)
+        if args.data:
+            pairs = corpus_test_pairs(args.data, limit=args.clips, sample_rate=model.sample_rate)
+            source = f"{len(pairs)} test clips of {args.data}"
+        else:
+            pairs = synthetic_pairs(count=args.clips)
+            source = f"{len(pairs)} synthetic speech clips in pink noise at 5 dB"
+        quality = compare_quality(out, target, pairs, sample_rate=model.sample_rate)
+        report["int8"] = {"onnx": str(target), **quant, "quality": quality, "clips_from": source}
+        quantized = ", ".join(f"{op} x{n}" for op, n in quant["quantized_ops"].items()) or "none"
+        floats = ", ".join(f"{op} x{n}" for op, n in quant["float_ops"].items()) or "none"
+        print(f"wrote {target} ({quant['int8_bytes'] / 1e6:.2f} MB, "
+              f"{quant['int8_bytes'] / quant['fp32_bytes']:.2f}x the fp32 size)")
+        print(f"  quantised ops: {quantized}; left in float32: {floats}")
+        ref, cand, delta = quality["reference"], quality["candidate"], quality["delta"]
+        print(f"  quality on {source}:")
+        for metric in ref:
+            print(f"    {metric:8s} fp32 {ref[metric]:7.3f}  int8 {cand[metric]:7.3f}  "
+                  f"change {delta[metric]:+.3f}")
+        print(f"    int8 output vs fp32 output: SI-SNR {quality['agreement_si_snr']:.1f} dB")
+    if args.json:
+        from ..checkpoint import atomic_write
+
+        text = json.dumps(report, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+    sys.stdout.flush()
+    return 0
