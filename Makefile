@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages for the offline demo corpus (real recorded speech and music) and the report
-# screenshot test. Best effort: without root or apt the corpus falls back to synthetic speech.
+# Debian packages for the offline demo corpus (real recorded speech and music) and for the report
+# screenshot test (chromium). Best effort: without root or apt the corpus falls back to synthetic
+# speech and the screenshot test skips with its reason.
 system-packages:
 	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  for p in asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
-	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav; do \
+	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav chromium; do \
 	    dpkg -s $$p >/dev/null 2>&1 || NEED="$$NEED $$p"; done; \
 	  if [ -n "$$NEED" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED >/dev/null; fi; \
 	else echo "system-packages: no root/apt-get; the demo corpus will use synthetic speech"; fi

@@ -1,0 +1,68 @@
+"""`dfkd experiment`: run the comparison grid and write the results table, figures and report.
+
+    dfkd experiment --config configs/demo.yaml --out results/demo [--data DIR]
+                    [--dry-run] [--report-only] [--device cpu|cuda] [--quiet]
+
+Finished cells are reused, so the same command resumes an interrupted grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import DfkdError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/demo.yaml, ...)")
+    parser.add_argument("--out", required=True, help="experiment folder (runs, results, report)")
+    parser.add_argument("--data", default=None, help="corpus folder (default: the config's `data`)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the cells and how many are done; train nothing")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild results and report from the finished runs; train nothing")
+    parser.add_argument("--device", default=None, help="device for scoring (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _dry_run(runner) -> int:
+    from ..experiment_plan import total_steps
+
+    plan = runner.plan()
+    trained_teachers = 0
+    for arch, cells in plan.items():
+        teacher = cells["teacher"]
+        if teacher.checkpoint is not None:
+            print(f"{arch}: pretrained teacher {teacher.checkpoint}")
+        else:
+            trained_teachers += 1
+            state = "done" if runner.is_scored(teacher) else "to do"
+            print(f"{arch}: teacher trained in the grid, seed {teacher.seed} ({state})")
+        for kind in ("sweep", "final"):
+            done = sum(runner.is_trained(c) and runner.is_scored(c) for c in cells[kind])
+            print(f"{arch}: {len(cells[kind])} {kind} runs, {done} done")
+    steps = total_steps(runner.config, trained_teachers)
+    print("training steps asked for (before reuse): "
+          + ", ".join(f"{kind} {count}" for kind, count in steps.items()))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiment import ExperimentRunner
+    from ..experiment_config import load_config
+
+    if args.dry_run and args.report_only:
+        raise DfkdError("--dry-run and --report-only exclude each other")
+    config = load_config(args.config)
+    runner = ExperimentRunner(config, args.out, args.data, progress=not args.quiet, device=args.device)
+    if args.dry_run:
+        return _dry_run(runner)
+    results = runner.run(report_only=args.report_only)
+    out = Path(args.out)
+    print((out / "results.md").read_text(encoding="utf-8"))
+    print(f"report: {out / 'report.html'}")
+    leads = [lead for lead in results.teacher_lead.values() if lead.get("meets_target") is False]
+    if leads:
+        print("note: a teacher leads its `none` student by less than the target; see results.md")
+    return 0
