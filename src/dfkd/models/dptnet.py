@@ -14,19 +14,22 @@ same numbers as ``nn.MultiheadAttention``), which exports to plain ONNX ops.
 
 Presets (16 kHz; params exclude buffers; MACs for 1 s of audio from
 :func:`dfkd.models.complexity.count_macs`; step = one Adam step, forward + backward, batch 8 x 2 s,
-on the 2-core development CPU, see STEP_NOTE):
+on the shared 2-core development CPU; small: 2 threads, load ~3; tiny: CPU seconds of 1 thread):
 
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 preset   N   L / S  ff_hid heads K / H  repeats params    GMAC/s step (s)
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 paper    64  16/8   128    4     100/50 6       2,798,657 12.06  --
 student  32  16/8   48     4     100/50 3       237,921   1.080  --
-small    64  64/32  64     4     100/50 2       387,649   0.480  STEP_SMALL
-tiny     32  64/32  32     4     100/50 1       53,985    0.067  STEP_TINY
+small    64  64/32  64     4     100/50 2       387,649   0.480  0.69
+tiny     32  64/32  32     4     100/50 1       53,985    0.067  0.25
 mini     16  16/8   16     2     20/10  1       13,425    0.077  --
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 
 paper / student: 11.8x fewer parameters, 11.2x fewer MACs; small / tiny: 7.2x fewer parameters.
+small takes 1.0 CPU-second per step on 1 thread. On a busy machine, 2 threads slow LSTM training
+down (tiny: 1-10 s per step against 0.5 s on 1 thread): each LSTM time step is a short parallel
+region that waits for the other thread to be scheduled.
 ``paper`` is asteroid's DPTNet with ``ff_hid=128`` (the paper reports 2.69 M parameters for its
 separation model); ``build("dptnet", "paper", ff_hid=256)`` is asteroid's default (8,524,865).
 """
