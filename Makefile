@@ -37,6 +37,11 @@ demo: $(STAMP) system-packages
 	$(VENV)/bin/dfkd corpus demo --out $(DEMO_DIR)
 	$(VENV)/bin/dfkd experiment --config configs/demo.yaml --data $(DEMO_DIR) --out $(DEMO_OUT)
 
+# A few-minute version of the demo: Conv-TasNet only, few steps (see configs/demo_quick.yaml).
+demo-quick: $(STAMP) system-packages
+	$(VENV)/bin/dfkd corpus demo --out $(DEMO_DIR)
+	$(VENV)/bin/dfkd experiment --config configs/demo_quick.yaml --data $(DEMO_DIR) --out results/demo_quick
+
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
