@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-install
 DEMO_DIR ?= data/demo_corpus
 DEMO_OUT ?= results/demo
 
-.PHONY: venv test demo demo-quick bench system-packages clean
+.PHONY: venv test demo demo-quick teachers bench system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ demo: $(STAMP) system-packages
 demo-quick: $(STAMP) system-packages
 	$(VENV)/bin/dfkd corpus demo --out $(DEMO_DIR)
 	$(VENV)/bin/dfkd experiment --config configs/demo_quick.yaml --data $(DEMO_DIR) --out results/demo_quick
+
+# Retrain the three `small` demo teachers from scratch (README, "Pretrained demo teachers"); meant
+# for a GPU: TEACHER_MINUTES of wall time for the three together. Copy runs/teachers/<arch>/best.pt
+# to pretrained/<arch>_small.pt once their test scores are checked.
+TEACHER_MINUTES ?= 60
+teachers: $(STAMP) system-packages
+	$(PY) pretrained/make_teacher_sources.py --out data/teacher_sources
+	$(PY) pretrained/train_teachers.py --sources data/teacher_sources --out runs/teachers --minutes $(TEACHER_MINUTES)
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

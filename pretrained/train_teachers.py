@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, required=True, help="wall-time budget of the training")
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--segment-seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=4)
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the probed step rate to plan with (data loading, validation)")
     args = parser.parse_args(argv)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     # 1. Probe: the three models step at once, as they will train.
     probes = {a: subprocess.Popen([sys.executable, "-c", PROBE, a, args.device, str(args.batch_size),

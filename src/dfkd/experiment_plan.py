@@ -176,7 +176,10 @@ def pretrained_path(config: ExperimentConfig, arch: str,
 
     candidate = Path(roots[0]) / str(setting).format(arch=arch, preset=config.teacher.preset)
     if not candidate.is_file():
-        raise DfkdError(f"teacher.pretrained: {candidate} not found (for {arch})")
+        raise DfkdError(
+            f"teacher.pretrained: {candidate} not found (for {arch}). The pretrained demo teachers "
+            "are not available yet: train them with `make teachers` (README, 'Pretrained demo "
+            "teachers'), or set teacher.pretrained: none to train them in the grid (hours on a CPU)")
     return candidate
 
 
