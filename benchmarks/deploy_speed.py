@@ -10,17 +10,26 @@ then prints the table and checks the two claims of the deployment section:
     .venv/bin/python benchmarks/deploy_speed.py [--arch convtasnet,dptnet,dccrn] [--json out.json]
 
 Exit status 0 unless ``--strict`` and a claim fails (timings on a shared machine are noisy, so the
-default only reports).
+default only reports). At the end it prints the ratios of every architecture as one markdown table
+(the one in ``README.md, "Deployment"``).
+
+PyTorch's OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless already set):
+with the default active waiting, 2-thread PyTorch on the loaded 2-core development machine took
+10-200x longer now and then, which says nothing about the model.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import os
 
-from dfkd.bench import BenchModel, benchmark, format_table, thread_counts
-from dfkd.models import ARCHITECTURES, build
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (see docstring)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from dfkd.bench import BenchModel, benchmark, format_table, thread_counts  # noqa: E402
+from dfkd.models import ARCHITECTURES, build  # noqa: E402
 
 STUDENT_SPEEDUP = 5.0
 
@@ -60,10 +69,31 @@ def main() -> int:
             if q["kind"] == "onnx_vs_pytorch" and q["speedup"] < 1.0:
                 failures.append(f"{q['model']}: ONNX Runtime fp32 {1 / q['speedup']:.2f}x slower than "
                                 f"PyTorch eager ({q['threads']} thread(s))")
+    print(summary_table(results))
     print("claims: " + ("all hold" if not failures else f"{len(failures)} below target"))
     for line in failures:
         print(f"  - {line}")
     return 1 if failures and args.strict else 0
+
+
+def summary_table(results: dict) -> str:
+    """Every architecture's ratios as one markdown table (rows: ratio and threads; columns: arch)."""
+    archs = list(results)
+    titles = {"student_vs_teacher": "student over paper, {engine}",
+              "onnx_vs_pytorch": "ORT fp32 over PyTorch, {model}",
+              "int8_vs_fp32": "ORT int8 over fp32, {model}"}
+    rows: dict[tuple[str, int], dict[str, float]] = {}
+    for arch in archs:
+        for q in results[arch]["ratios"]:
+            what = q["engine"] if q["kind"] == "student_vs_teacher" else q["model"].split("/")[-1]
+            label = titles[q["kind"]].format(engine=q["engine"], model=what)
+            rows.setdefault((label, q["threads"]), {})[arch] = q["speedup"]
+    lines = ["| speed-up (same run) | threads | " + " | ".join(archs) + " |",
+             "|---|---:|" + "---:|" * len(archs)]
+    for (label, threads), values in rows.items():
+        cells = " | ".join(f"{values[a]:.2f}x" if a in values else "" for a in archs)
+        lines.append(f"| {label} | {threads} | {cells} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ reports the median of its rounds.
 * ``latency_ms``: wall-clock time to enhance a one-second clip, i.e. the delay a caller waits per
   second of audio handed over in one-second chunks.
 
-Engines run with their default thread-pool behaviour (ONNX Runtime and OpenMP worker threads spin
-for a moment after a call). A short pause before every timed call lets the previous case's spinning
-threads go idle, so that they do not steal cores from the case being timed.
+ONNX Runtime sessions are those of :func:`dfkd.export.onnx_session` (every graph optimisation,
+idle pool threads sleep instead of spinning). PyTorch's OpenMP threads follow ``OMP_WAIT_POLICY``,
+which must be set before torch is imported: with the default (active) policy, 2-thread PyTorch on
+the loaded 2-core development machine ran 10-200x slower now and then (a spinning thread waits
+for a preempted one); ``dfkd bench`` and ``benchmarks/deploy_speed.py`` set ``PASSIVE`` unless
+the variable is set, and the policy in force is recorded with the results. A short pause before every timed call lets the previous case's
+threads go idle.
 """
 
 from __future__ import annotations
@@ -89,7 +93,9 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count() or 1, "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def thread_counts(spec: str) -> list[int]:
@@ -258,7 +264,9 @@ def format_table(result: BenchResult) -> str:
     m = result.machine
     lines += ["", f"{m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
                   f"RTF on {result.seconds:g} s clips, latency on 1 s clips, median of "
-                  f"{result.rows[0].rounds if result.rows else 0} rounds"]
+                  f"{result.rows[0].rounds if result.rows else 0} rounds; "
+                  f"OMP_WAIT_POLICY={m.get('omp_wait_policy', '?')}, load average at start "
+                  f"{m.get('load_average', ['?'])[0]}"]
     return "\n".join(lines)
 
 

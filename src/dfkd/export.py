@@ -1,14 +1,18 @@
 """ONNX export, onnxruntime parity check, int8 dynamic quantisation and its quality cost.
 
 Models are built from export-friendly layers (see :mod:`dfkd.models.layers`), so the TorchScript
-based exporter traces them with a dynamic length axis. :func:`export_checked` only publishes a file
-after onnxruntime reproduced PyTorch on two input lengths; :func:`quantize_int8` applies
-``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantised at run time).
+based exporter traces them with a dynamic length axis. Before tracing, :func:`dfkd.export_rewrite.
+for_export` swaps layers that ONNX Runtime runs slowly for exact equivalents (fused activations,
+folded norms, NCHWc-friendly convolutions, a fused attention op). :func:`export_checked` only
+publishes a file after onnxruntime reproduced the *original* PyTorch model on two input lengths;
+:func:`quantize_int8` applies ``onnxruntime.quantization.quantize_dynamic`` (int8 weights,
+activations quantised at run time).
 
-What dynamic quantisation touches in these models (onnxruntime 1.32, measured on every preset):
-``Conv`` -> ``ConvInteger``, ``MatMul`` with a constant weight -> ``MatMulInteger`` and ``LSTM`` ->
-``DynamicQuantizeLSTM``. ``ConvTranspose`` (every decoder / iSTFT) and the activation-by-activation
-``MatMul`` of DPTNet's attention stay in float32.
+What dynamic quantisation can touch in these models (onnxruntime 1.32): ``Conv`` ->
+``ConvInteger``, ``MatMul`` with a constant weight -> ``MatMulInteger`` and ``LSTM`` ->
+``DynamicQuantizeLSTM``. By default only ``MatMul`` and ``LSTM`` are quantised
+(:data:`DEFAULT_INT8_OPS`): ONNX Runtime's CPU ``ConvInteger`` made every model 4-5x slower than
+float ``Conv`` (measured on the 2-core development CPU), so quantising convolutions buys size only.
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from torch import nn
 
 from .checkpoint import atomic_write
 from .errors import DfkdError
+from .export_rewrite import CONTRIB_DOMAIN, for_export, uses_contrib_ops
 
 OPSET = 17
 PARITY_LENGTHS: tuple[int, ...] = (16000, 23457)  # one second and an odd length
 PARITY_TOLERANCE = 1e-4  # max abs error, onnxruntime vs PyTorch, on inputs of std 0.1
 QUANTIZED_OPS = ("ConvInteger", "MatMulInteger", "DynamicQuantizeLSTM")
+# Operator types quantised by default: ConvInteger is 4-5x slower than float Conv on CPU.
+DEFAULT_INT8_OPS: tuple[str, ...] = ("MatMul", "LSTM")
+ALL_INT8_OPS = "all"  # op_types value: every type onnxruntime can quantise (Conv included)
 _METADATA_PREFIX = "dfkd."
 
 
@@ -49,7 +57,9 @@ def model_metadata(model: nn.Module, **extra: Any) -> dict[str, str]:
 
 
 def _export_to(model: nn.Module, path: str, example_seconds: float,
-               metadata: Mapping[str, str] | None) -> None:
+               metadata: Mapping[str, str] | None, rewrite: bool = True) -> None:
+    if rewrite:  # fast, numerically equivalent layers for ONNX Runtime (dfkd.export_rewrite)
+        model = for_export(model)
     example = torch.randn(1, int(16000 * example_seconds)) * 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer notes
@@ -62,6 +72,7 @@ def _export_to(model: nn.Module, path: str, example_seconds: float,
             output_names=["enhanced"],
             dynamic_axes={"noisy": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}},
             opset_version=OPSET,
+            custom_opsets={CONTRIB_DOMAIN: 1} if uses_contrib_ops(model) else None,
             do_constant_folding=True,
         )
     if metadata:
@@ -75,26 +86,32 @@ def _export_to(model: nn.Module, path: str, example_seconds: float,
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example_seconds: float = 1.0,
-                metadata: Mapping[str, str] | None = None) -> Path:
+                metadata: Mapping[str, str] | None = None, rewrite: bool = True) -> Path:
     """Export ``model`` (``(batch, samples) -> (batch, samples)``) with dynamic batch and length.
 
     ``metadata`` (e.g. :func:`model_metadata`) is stored in the file's ``metadata_props``.
+    ``rewrite=False`` exports the layers as written, without :func:`~dfkd.export_rewrite.for_export`
+    (a plain-ONNX graph, slower in ONNX Runtime).
     """
     model = model.eval()
-    atomic_write(path, lambda tmp: _export_to(model, tmp, example_seconds, metadata))
+    atomic_write(path, lambda tmp: _export_to(model, tmp, example_seconds, metadata, rewrite))
     return Path(path)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None, device: str = "cpu",
-                 spin: bool = True):
+                 spin: bool = False):
     """An onnxruntime session for an exported model (CPU, or CUDA when that provider exists).
 
-    ``spin=False`` stops idle worker threads from busy-waiting between runs (benchmarks that
-    alternate engines would otherwise lend the next engine's cores to spinning threads).
+    Every graph optimisation is on (operator fusion and the NCHWc layout the rewritten
+    convolutions rely on). ``threads`` sets the intra-op pool size. Idle pool threads do not
+    busy-wait (``spin=False``): spinning only pays on otherwise idle cores; on the shared 2-core
+    development machine it made 2-thread runs 1.3-1.6x *slower*, and in a benchmark that
+    alternates engines it lends the next engine's cores to spinning threads.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -152,8 +169,11 @@ def export_checked(
     lengths: Sequence[int] = PARITY_LENGTHS,
     tolerance: float = PARITY_TOLERANCE,
     metadata: Mapping[str, str] | None = None,
+    rewrite: bool = True,
 ) -> dict[int, float]:
     """Export, then check onnxruntime against PyTorch on ``lengths``; publish only on success.
+
+    ``rewrite`` as in :func:`export_onnx`; either way the file is compared with ``model`` itself.
 
     The file is written to a temporary name next to ``path`` and renamed onto ``path`` only when
     every length's max abs error is within ``tolerance``; on failure the temporary file is removed
@@ -165,7 +185,8 @@ def export_checked(
 
     def write(tmp: str) -> None:
         try:
-            _export_to(model, tmp, 1.0, metadata if metadata is not None else model_metadata(model))
+            _export_to(model, tmp, 1.0,
+                       metadata if metadata is not None else model_metadata(model), rewrite)
         except DfkdError:
             raise
         except Exception as err:  # the exporter raises many kinds for unsupported operators
@@ -209,17 +230,21 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
                   op_types: Sequence[str] | None = None) -> dict[str, Any]:
     """Dynamic int8 quantisation of ``src`` into ``dst`` (atomic).
 
-    ``op_types`` limits which operator types are quantised (e.g. ``["MatMul", "LSTM"]``; default:
-    every type onnxruntime can, which for these models is Conv, MatMul and LSTM). Returns the file
-    sizes and which operators were quantised: ``{"fp32_bytes", "int8_bytes", "quantized_ops":
-    {"ConvInteger": n, ...}, "float_ops": {"ConvTranspose": n, ...}}``.
+    ``op_types`` lists the operator types to quantise; default :data:`DEFAULT_INT8_OPS` (MatMul
+    and LSTM, see the module docstring); ``["all"]`` quantises every type onnxruntime can (Conv
+    too: smallest file, slowest on CPU). Returns the file sizes and which operators were
+    quantised: ``{"fp32_bytes", "int8_bytes", "quantized_ops": {"MatMulInteger": n, ...},
+    "float_ops": {"Conv": n, ...}}`` (``quantized_ops`` is empty for a model without such ops).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ops = list(op_types) if op_types else list(DEFAULT_INT8_OPS)
+    chosen = None if ALL_INT8_OPS in ops else ops  # None: quantize_dynamic's "every type"
 
     def write(tmp: str) -> None:
         with _quiet_root_logger():
             quantize_dynamic(str(src), tmp, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=list(op_types) if op_types else None)
+                             op_types_to_quantize=chosen)
 
     atomic_write(dst, write)
     counts = op_counts(dst)

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", default="pytorch,onnx-fp32,onnx-int8",
                         help="comma-separated: pytorch, onnx-fp32, onnx-int8 (default all)")
     parser.add_argument("--int8-ops", metavar="OPS",
-                        help="operator types quantised for onnx-int8 (default Conv,MatMul,LSTM)")
+                        help="operator types quantised for onnx-int8 (default MatMul,LSTM; "
+                             "'all' adds Conv: smaller, but ConvInteger is slow on CPU)")
     parser.add_argument("--threads", default="1,all",
                         help="thread counts, 'all' = every core (default 1,all)")
     parser.add_argument("--seconds", type=float, default=4.0,

@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-out", metavar="PATH",
                         help="int8 model path (default: OUT.int8.onnx next to OUT.onnx)")
     parser.add_argument("--int8-ops", metavar="OPS",
-                        help="operator types to quantise, e.g. MatMul,LSTM (default: all that "
-                             "onnxruntime can: Conv, MatMul, LSTM)")
+                        help="operator types to quantise (default MatMul,LSTM; 'all' adds Conv: "
+                             "about 4x smaller convs, but onnxruntime's ConvInteger makes the "
+                             "model 4-5x slower on CPU)")
     parser.add_argument("--data", metavar="DIR",
                         help="corpus whose test clips score the int8 model (default: built-in "
                              "synthetic speech in pink noise)")
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             source = f"{len(pairs)} synthetic speech clips in pink noise at 5 dB"
         quality = compare_quality(out, target, pairs, sample_rate=model.sample_rate)
         report["int8"] = {"onnx": str(target), **quant, "quality": quality, "clips_from": source}
-        quantized = ", ".join(f"{op} x{n}" for op, n in quant["quantized_ops"].items()) or "none"
+        quantized = ", ".join(f"{op} x{n}" for op, n in quant["quantized_ops"].items()) or (
+            "none (no operator of the chosen types; --int8-ops all quantises convolutions too)")
         floats = ", ".join(f"{op} x{n}" for op, n in quant["float_ops"].items()) or "none"
         print(f"wrote {target} ({quant['int8_bytes'] / 1e6:.2f} MB, "
               f"{quant['int8_bytes'] / quant['fp32_bytes']:.2f}x the fp32 size)")

@@ -12,7 +12,7 @@ concatenations, and the paper's "E" mask ``tanh(|M|) * M / |M|`` multiplied with
 As in asteroid (and unlike the paper's causal variant) the time kernels have no padding: each
 encoder reads frames ``t`` and ``t + 1`` and each decoder gives the frame back, so the mask at frame
 ``t`` looks ``len(channels)`` frames ahead (6 frames, 60 ms, for DCCRN-CL). Parameter counts and
-outputs equal asteroid's (checked against its fixtures); see ``docs/sections/model_dccrn.md``.
+outputs equal asteroid's (checked against its fixtures); see ``README.md, "DCCRN (DCCRN-CL)"``.
 """
 
 from __future__ import annotations
@@ -351,11 +351,15 @@ MODEL = DCCRN
 # | preset  | STFT fft/win/hop | channels             | LSTM  | params    | MACs/s | step CPU-s |
 # |---------|------------------|----------------------|-------|-----------|--------|------------|
 # | paper   | 512/400/100      | 16,32,64,128,128,128 | 2x128 | 3,669,336 | 8.22 G |     --     |
-# | student | 512/400/100      | 8,16,24,32,32,32     | 2x64  |   383,736 | 0.97 G |     --     |
+# | student | 512/400/200      | 8,16,24,32,32,32     | 2x64  |   383,736 | 0.48 G |     --     |
 # | small   | 256/256/128      | 8,16,24,48,64        | 2x128 | 1,011,188 | 0.65 G |    0.79    |
 # | tiny    | 256/256/128      | 4,8,16,16,32         | 2x32  |   123,236 | 0.14 G |    0.31    |
 # | mini    | 512/400/100      | 2,4                  | 1x8   |    22,272 | 0.09 G |     --     |
-# student / paper: 9.6x fewer params, 8.5x fewer MACs; small / tiny: 8.2x fewer params.
+# student / paper: 9.6x fewer params, 17.3x fewer MACs; small / tiny: 8.2x fewer params.
+# student hops 200 samples (12.5 ms, 50 % overlap, the sqrt-Hann pair stays perfect-reconstruction)
+# where paper hops 100: half the frames. Per-frame costs that do not shrink with the channel count
+# (STFT, LSTM steps, concatenations, layout reorders) kept the hop-100 student only 4.2-4.9x faster
+# than paper on the 2-core CPU (README.md, "Deployment"); at hop 200 it is ~10x faster.
 # "step CPU-s" is process CPU time with 1 thread (the shared 2-core machine ran at load ~8, so wall
 # times were not meaningful); 2 threads used 0.87 / 0.34 CPU-s, i.e. ~0.45 / ~0.2 s wall when idle.
 # small / tiny use a 16 ms / 8 ms STFT (128 bins, 125 frames/s instead of 256 bins, 157 frames/s):
@@ -363,8 +367,9 @@ MODEL = DCCRN
 PRESETS: dict[str, dict[str, Any]] = {
     # DCCRN-CL as in the paper and asteroid's "DCCRN-CL".
     "paper": dict(channels=[16, 32, 64, 128, 128, 128], rnn_hidden=128, rnn_layers=2),
-    # Same STFT and depth as paper, channels / LSTM narrowed: the paper-scale KD student.
-    "student": dict(channels=[8, 16, 24, 32, 32, 32], rnn_hidden=64, rnn_layers=2),
+    # The paper-scale KD student: paper's window, bins and depth, twice the hop, channels / LSTM
+    # narrowed.
+    "student": dict(hop_length=200, channels=[8, 16, 24, 32, 32, 32], rnn_hidden=64, rnn_layers=2),
     # Demo teacher / student (same STFT, so they differ in capacity only).
     "small": dict(
         n_fft=256,

@@ -20,13 +20,16 @@ on the shared 2-core development CPU; small: 2 threads, load ~3; tiny: CPU secon
 preset   N   L / S  ff_hid heads K / H  repeats params    GMAC/s step (s)
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 paper    64  16/8   128    4     100/50 6       2,798,657 12.06  --
-student  32  16/8   48     4     100/50 3       237,921   1.080  --
+student  32  32/16  48     4     100/50 3       238,945   0.558  --
 small    64  64/32  64     4     100/50 2       387,649   0.480  0.69
 tiny     32  64/32  32     4     100/50 1       53,985    0.067  0.25
 mini     16  16/8   16     2     20/10  1       13,425    0.077  --
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 
-paper / student: 11.8x fewer parameters, 11.2x fewer MACs; small / tiny: 7.2x fewer parameters.
+paper / student: 11.7x fewer parameters, 21.6x fewer MACs; small / tiny: 7.2x fewer parameters.
+student hops 1 ms (S = 16, twice paper's): half the frames, so half the LSTM steps and shorter
+attention sequences, which do not shrink with the width; with paper's framing the student was only
+~5x faster than paper on the 2-core CPU (README.md, "Deployment"), now ~12x.
 small takes 1.0 CPU-second per step on 1 thread. On a busy machine, 2 threads slow LSTM training
 down (tiny: 1-10 s per step against 0.5 s on 1 thread): each LSTM time step is a short parallel
 region that waits for the other thread to be scheduled.
@@ -281,8 +284,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # asteroid 0.7.0 DPTNet with ff_hid=128: 2,798,657 parameters (the paper reports 2.69 M).
     "paper": dict(n_filters=64, kernel_size=16, stride=8, n_heads=4, ff_hid=128, chunk_size=100,
                   hop_size=50, n_repeats=6),
-    # Same framing as paper (so its outputs line up frame for frame), half width, half depth.
-    "student": dict(n_filters=32, kernel_size=16, stride=8, n_heads=4, ff_hid=48, chunk_size=100,
+    # Half paper's width and depth, twice its hop (per-frame costs dominate a narrow model).
+    "student": dict(n_filters=32, kernel_size=32, stride=16, n_heads=4, ff_hid=48, chunk_size=100,
                     hop_size=50, n_repeats=3),
     # Demo teacher: a 2 ms hop (4x paper's) is what brings a CPU training step under 1 s.
     "small": dict(n_filters=64, kernel_size=64, stride=32, n_heads=4, ff_hid=64, chunk_size=100,
