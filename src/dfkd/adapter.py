@@ -29,6 +29,7 @@ import torch
 
 from . import SAMPLE_RATE
 from .errors import DfkdError
+from .losses import complex_stft
 
 N_FFT = 512  # 32 ms Hann window at 16 kHz (method.md, "Notation")
 HOP = 128  # 8 ms hop
@@ -38,21 +39,9 @@ DEFAULT_ROLLOFF = 0.9
 
 
 def stft(wave: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
-    """One-sided complex STFT ``(batch, n_fft // 2 + 1, frames)`` with a periodic Hann window.
-
-    Centred frames padded with zeros (not reflection), so that clips shorter than half a window
-    still work and the padding adds no energy the model did not produce.
-    """
-    window = torch.hann_window(n_fft, device=wave.device, dtype=wave.dtype)
-    return torch.stft(
-        wave,
-        n_fft=n_fft,
-        hop_length=hop,
-        window=window,
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    )
+    """One-sided complex STFT ``(batch, n_fft // 2 + 1, frames)`` of method.md's "Notation"
+    (:func:`dfkd.losses.complex_stft`: periodic Hann, centred zero-padded frames)."""
+    return complex_stft(wave, n_fft, hop)
 
 
 def stft_frames(wave: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,12 +27,11 @@ from .audio import audio_info, load_mono, load_mono_segment, read_audio, resampl
 from .data_dns import DNSMixtureDataset, dns_sources
 from .data_layouts import (
     CORPUS_META,
-    DEFAULT_VALID_FRACTION,
     SPLITS,
     VOICEBANK_VALID_SPEAKERS,
     Pair,
+    corpus_pairs,
     detect_layout,
-    list_pairs,
     speaker_of,
 )
 from .errors import DfkdError
@@ -42,26 +41,6 @@ __all__ = [
     "VOICEBANK_VALID_SPEAKERS", "corpus_pairs", "detect_layout", "dns_sources", "pair_lengths",
     "scan_pairs", "speaker_of", "training_dataset",
 ]
-
-
-def corpus_pairs(
-    root: str | os.PathLike,
-    split: str,
-    *,
-    valid_speakers: Iterable[str] | None = None,
-    valid_fraction: float = DEFAULT_VALID_FRACTION,
-    strict: bool = True,
-) -> list[Pair]:
-    """The pairs of ``split`` ("train", "valid" or "test") in the corpus at ``root``, sorted by name.
-
-    The layout is detected from the folder names (:func:`detect_layout`). ``valid_speakers``
-    overrides the VoiceBank validation speakers (default ``p226``, ``p287``, or those named by the
-    corpus' ``dfkd_corpus.json``); ``valid_fraction`` is the name-hashed hold-out used by layouts
-    without a validation split. With ``strict=False`` files without a partner are kept (with the
-    missing partner's expected path) so that :func:`scan_pairs` reports them; by default they raise.
-    """
-    return list_pairs(root, split, valid_speakers=valid_speakers,
-                      valid_fraction=valid_fraction, strict=strict)
 
 
 def _length_at(path: Path, sample_rate: int) -> tuple[int, int]:

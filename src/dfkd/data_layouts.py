@@ -345,7 +345,7 @@ def folder_pairs(root: Path, split: str, valid_fraction: float, strict: bool) ->
     raise DfkdError(f"{root}: no {split}/noisy and {split}/clean folders for split {split!r}")
 
 
-def list_pairs(
+def corpus_pairs(
     root: str | os.PathLike,
     split: str,
     *,
@@ -353,7 +353,14 @@ def list_pairs(
     valid_fraction: float = DEFAULT_VALID_FRACTION,
     strict: bool = True,
 ) -> list[Pair]:
-    """The sorted pairs of ``split`` in the corpus at ``root`` (see the module docstring)."""
+    """The pairs of ``split`` ("train", "valid" or "test") in the corpus at ``root``, sorted by name.
+
+    The layout is detected from the folder names (:func:`detect_layout`). ``valid_speakers``
+    overrides the VoiceBank validation speakers (default ``p226``, ``p287``, or those named by the
+    corpus' ``dfkd_corpus.json``); ``valid_fraction`` is the name-hashed hold-out used by layouts
+    without a validation split. With ``strict=False`` files without a partner are kept (with the
+    missing partner's expected path) so that :func:`scan_pairs` reports them; by default they raise.
+    """
     split = _check_split(split)
     root = Path(root)
     layout = detect_layout(root)

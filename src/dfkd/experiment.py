@@ -389,9 +389,9 @@ class ExperimentRunner:
     # ------------------------------------------------------------------------------- the grid
     def run(self, report_only: bool = False) -> Results:
         """Run every cell not done yet (none with ``report_only``) and write the results."""
+        teachers = self.teachers()  # first: a missing pretrained teacher must not leave files behind
         self.out.mkdir(parents=True, exist_ok=True)
         _write_json(self.out / "experiment.json", {"config": self.config.to_dict(), "data": self.data})
-        teachers = self.teachers()
         sweeps = {a: sweep_cells(self.config, a, t, self.out, self.data) for a, t in teachers.items()}
         per_arch_final = len(self.config.variants) * len(self.config.seeds)
         total = len(teachers) + sum(map(len, sweeps.values())) + per_arch_final * len(teachers)

@@ -39,16 +39,15 @@ def l1_waveform(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (estimate - target).abs().mean()
 
 
-def stft_magnitude(
-    wave: torch.Tensor, n_fft: int, hop: int, win_length: int, floor: float = 1e-7
-) -> torch.Tensor:
-    """Magnitude ``(batch, bins, frames)`` with a Hann window of ``win_length`` (zero-padded edges).
-
-    Floored so that the log and the square root stay finite where the signal is silent.
+def complex_stft(wave: torch.Tensor, n_fft: int, hop: int, win_length: int | None = None) -> torch.Tensor:
+    """One-sided complex STFT ``(batch, bins, frames)`` of ``(batch, samples)``: periodic Hann window
+    of ``win_length`` (default ``n_fft``), centred frames padded with zeros (not reflection), so that
+    clips shorter than half a window still work and the padding adds no energy of its own.
     """
+    win_length = win_length or n_fft
     window = torch.hann_window(win_length, device=wave.device, dtype=wave.dtype)
-    spec = torch.stft(
-        wave.reshape(-1, wave.shape[-1]),
+    return torch.stft(
+        wave,
         n_fft=n_fft,
         hop_length=hop,
         win_length=win_length,
@@ -57,6 +56,16 @@ def stft_magnitude(
         pad_mode="constant",
         return_complex=True,
     )
+
+
+def stft_magnitude(
+    wave: torch.Tensor, n_fft: int, hop: int, win_length: int, floor: float = 1e-7
+) -> torch.Tensor:
+    """Magnitude ``(batch, bins, frames)`` with a Hann window of ``win_length`` (zero-padded edges).
+
+    Floored so that the log and the square root stay finite where the signal is silent.
+    """
+    spec = complex_stft(wave.reshape(-1, wave.shape[-1]), n_fft, hop, win_length)
     return (spec.real.pow(2) + spec.imag.pow(2)).clamp_min(floor**2).sqrt()
 
 

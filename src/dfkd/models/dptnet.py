@@ -51,11 +51,11 @@ from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm
 ARCH = "dptnet"
 
 
-class SequenceGlobalLayerNorm(nn.Module):
+class SequenceGlobalLayerNorm(GlobalLayerNorm):
     """gLN over a channel-last ``(batch, seq, channels)`` tensor: one mean/variance per sequence.
 
     Inside the dual-path layers asteroid applies gLN to each intra-chunk (or inter-chunk) sequence
-    on its own, not to the whole 4-D tensor; same statistics as
+    on its own, not to the whole 4-D tensor; same statistics and parameters as
     :class:`~dfkd.models.layers.GlobalLayerNorm` (biased variance, ``eps=1e-8``), laid out
     channel-last because the attention and LSTM work that way.
 
@@ -64,17 +64,10 @@ class SequenceGlobalLayerNorm(nn.Module):
         eps: added to the variance.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # group_norm with one group on the channel-first view is exactly this statistic, fused:
-        # a quarter of the training cost of the explicit mean/var/div, transposes included.
-        normed = F.group_norm(x.transpose(1, 2), 1, self.gamma, self.beta, self.eps)
-        return normed.transpose(1, 2)
+        # The fused group_norm of GlobalLayerNorm on the channel-first view: a quarter of the
+        # training cost of an explicit mean/var/div, transposes included.
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
 class SelfAttention(nn.Module):
