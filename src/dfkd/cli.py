@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Sequence
 
@@ -46,7 +45,12 @@ def _load_command(name: str):
         return err
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (the others need only their help line).
+
+    Importing one sub-command, not all, keeps start-up light (`dfkd --version` imports no torch)
+    and lets a command set up its environment before torch loads (see `dfkd.commands.bench`).
+    """
     parser = argparse.ArgumentParser(
         prog="dfkd",
         description="Knowledge distillation for speech enhancement (DFKD, arXiv 2502.04711).",
@@ -54,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dfkd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = _load_command(name)
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name != command:
+            continue
+        module = _load_command(name)
         if isinstance(module, BaseException):
             p.set_defaults(_module=None, _name=name, _import_error=module)
             continue
@@ -67,12 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        # Must precede torch's import (building the parser imports it): with active OpenMP
-        # waiting, 2-thread PyTorch on a shared machine ran 10-200x slower now and then, which
-        # would make every PyTorch timing meaningless (see dfkd.bench). No effect if already set.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    # The top level takes only flags without values, so the first other word names the command.
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+
+# Before torch loads (the CLI imports only this command's module, and this module imports torch
+# lazily): with active OpenMP waiting, 2-thread PyTorch on a shared machine ran 10-200x slower now
+# and then, which would make every PyTorch timing meaningless (see dfkd.bench). No effect if set.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..errors import DfkdError
 
