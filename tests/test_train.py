@@ -246,7 +246,7 @@ def test_distill_from_an_asteroid_checkpoint(asteroid_dir, corpus, tmp_path):
     [
         ("arch", "the teacher is a convtasnet and the student a dccrn"),
         ("seed", "student seed 0 equals the teacher's seed"),
-        ("missing", "teacher checkpoint not found"),
+        ("missing", "checkpoint not found"),
         ("corrupt", "not a readable checkpoint"),
         ("notacheckpoint", "neither a dfkd checkpoint nor an asteroid checkpoint"),
         ("method", "invalid choice"),
@@ -338,3 +338,35 @@ def test_config_roundtrip_of_a_run(teacher_run):
     assert np.isclose(config.optim.lr, 1e-3)
     with pytest.raises(DfkdError, match="does not exist"):
         run_training(from_dict({"steps": 1, "bogus": 2}), teacher_run)
+
+
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(teacher_run, corpus, tmp_path,
+                                                                    capsys):
+    """`--init` (fine-tuning): step 0 holds the source weights; optimiser and step count restart."""
+    from dfkd.train import init_weights
+    from dfkd import models
+
+    source = load_model(teacher_run)
+    fresh = models.build("convtasnet", "mini")
+    assert init_weights(fresh, teacher_run)["init_from"].endswith("best.pt")
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+
+    out = tmp_path / "finetune"
+    code = _main("train", "--arch", "convtasnet", "--data", corpus, "--out", out, "--steps", 2,
+                 "--valid-every", 2, "--init", teacher_run / "last.pt", "--lr", 1e-4, *FAST)
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["run"]["init_from"] == str(teacher_run / "last.pt")
+    assert read_checkpoint(out / "last.pt")["step"] == 2  # counted from 0, not from the source's 4
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["init"] == str(teacher_run / "last.pt")
+
+    # a checkpoint of another architecture or preset is refused before anything is written
+    other = tmp_path / "other"
+    assert _main("train", "--arch", "convtasnet", "--preset", "tiny", "--data", corpus, "--out", other,
+                 "--steps", 1, "--init", teacher_run, *FAST[2:]) == 1
+    assert "--init weights do not fit this convtasnet preset" in capsys.readouterr().err
+    assert not other.exists()
+    assert _main("train", "--arch", "dptnet", "--data", corpus, "--out", other, "--steps", 1,
+                 "--init", teacher_run, *FAST) == 1
+    assert "--init holds a convtasnet, but this run trains a dptnet" in capsys.readouterr().err

@@ -70,6 +70,21 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     assert [r["step"] for r in history[0]["train"]] == [r["step"] for r in history[1]["train"]]
     assert [r["si_snr"] for r in history[0]["valid"]] == [r["si_snr"] for r in history[1]["valid"]]
 
+    # stop_after trains in parts: stopped at step 6 on the same schedule, then resumed to the end
+    parts = tmp_path / "parts"
+    first = subprocess.run(_dfkd(*args, "--out", parts, "--set", "stop_after=6"), env=ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert read_checkpoint(parts / "last.pt")["step"] == 6
+    part_history = json.loads((parts / "history.json").read_text())
+    lr_at = {r["step"]: r["lr"] for r in history[0]["train"]}
+    assert [(r["step"], r["lr"]) for r in part_history["train"]] == [(s, lr_at[s]) for s in (2, 4, 6)]
+    rest = subprocess.run(_dfkd("train", "--out", parts, "--resume", "--set", "stop_after=null",
+                                "--no-progress"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert rest.returncode == 0, rest.stderr
+    for name, tensor in _weights(parts).items():
+        assert torch.equal(ref[name], tensor), name
+
 
 @pytest.mark.slow
 def test_two_ddp_processes_match_one_process(tmp_path):

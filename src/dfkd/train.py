@@ -78,7 +78,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
                 return path / name
         raise DfkdError(f"{path}: run folder holds neither best.pt nor last.pt")
     if not path.exists():
-        raise DfkdError(f"{path}: teacher checkpoint not found")
+        raise DfkdError(f"{path}: checkpoint not found")
     return path
 
 
@@ -95,6 +95,27 @@ def load_teacher(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         "teacher_fingerprint": model_fingerprint(teacher),
         "teacher_params": models.count_params(teacher),
     }
+
+
+def init_weights(model: nn.Module, spec: str | os.PathLike) -> dict[str, Any]:
+    """Copy the weights of a checkpoint into ``model`` (``model.init``: fine-tuning a trained model).
+
+    Only the weights travel: the optimiser, the schedule and the step count start afresh, so a
+    long run can be finished with a new learning-rate decay. The checkpoint must hold the same
+    architecture with the same tensor shapes.
+    """
+    path = resolve_checkpoint(spec)
+    source = model_from_checkpoint_dict(read_checkpoint(path), source=str(path))
+    if source.ARCH != model.ARCH:
+        raise DfkdError(f"{path}: --init holds a {source.ARCH}, but this run trains a {model.ARCH}")
+    want, have = model.state_dict(), source.state_dict()
+    mismatched = sorted(k for k in want.keys() | have.keys()
+                        if k not in want or k not in have or want[k].shape != have[k].shape)
+    if mismatched:
+        raise DfkdError(f"{path}: --init weights do not fit this {model.ARCH} preset "
+                        f"({len(mismatched)} tensors differ, e.g. {mismatched[0]})")
+    model.load_state_dict(have)
+    return {"init_from": str(path)}
 
 
 def init_distributed(device_spec: str) -> DistContext:
@@ -199,6 +220,9 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
             f"{config.model.arch} works at {model.sample_rate} Hz but data.sample_rate is "
             f"{config.data.sample_rate}"
         )
+    init_info = {}
+    if config.model.init and payload is None:  # a resumed run already holds its own weights
+        init_info = init_weights(model, config.model.init)
     if config.batch_size % ctx.world_size:
         raise DfkdError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
 
@@ -211,7 +235,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         "name": out_dir.name, "arch": config.model.arch, "preset": config.model.preset,
         "params": models.count_params(model), "method": kd.name, "kd_weight": kd.weight,
         "kd_options": kd.options(), "task_loss": config.task_loss, "seed": config.seed,
-        "world_size": ctx.world_size, "device": str(device), **info,
+        "world_size": ctx.world_size, "device": str(device), **info, **init_info,
     }
     trainer = Trainer(config, model, kd, task_loss, teacher, train_set, valid_set, out_dir,
                       device, ctx, run_info)

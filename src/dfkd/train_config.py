@@ -26,6 +26,7 @@ class ModelConfig:
     arch: str = "convtasnet"  # dccrn | convtasnet | dptnet
     preset: str = "small"  # paper | student | small | tiny | mini
     overrides: dict[str, Any] = field(default_factory=dict)  # constructor kwargs over the preset
+    init: str | None = None  # checkpoint or run folder whose weights start the run (fine-tuning)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class TrainConfig:
     kd: KDConfig = field(default_factory=KDConfig)
     task_loss: str = "sisnr"  # sisnr | l1 | mrstft | l1+mrstft
     steps: int = 1000
+    stop_after: int | None = None  # end at this step; the LR schedule still spans `steps`
     batch_size: int = 8
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
@@ -99,7 +101,7 @@ class TrainConfig:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "kd": KDConfig}
 # Keys a resumed run may change: they affect speed or output, never the trained weights.
 RESUMABLE_KEYS = frozenset(
-    {"steps", "device", "threads", "progress", "data.num_workers", "log_every", "kd.cache_dir"}
+    {"steps", "stop_after", "device", "threads", "progress", "data.num_workers", "log_every", "kd.cache_dir"}
 )
 
 
@@ -264,6 +266,7 @@ def validate(config: TrainConfig) -> None:
     """Checks of values that do not need the data or the models (all raise DfkdError)."""
     checks = [
         (config.steps > 0, "steps must be > 0"),
+        (config.stop_after is None or config.stop_after > 0, "stop_after must be > 0 (or null)"),
         (config.batch_size > 0, "batch_size must be > 0"),
         (config.data.segment_seconds > 0, "data.segment_seconds must be > 0"),
         (config.data.valid_segment_seconds > 0, "data.valid_segment_seconds must be > 0"),

@@ -290,13 +290,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
-        """Train to ``config.steps``; returns the last validation record."""
+        """Train to ``config.steps`` (or ``stop_after``); returns the last validation record."""
         config = self.config
-        log = RunLog(self.out_dir, self.dist.is_main, self.step, config.steps, self.run_info,
+        # stop_after cuts a run short without changing its schedule: a long cosine run can be
+        # trained in parts (resume with a later stop_after) and stays the same run.
+        end = min(config.steps, config.stop_after or config.steps)
+        log = RunLog(self.out_dir, self.dist.is_main, self.step, end, self.run_info,
                      progress=config.progress, sample_rate=config.data.sample_rate)
         averager, last_valid = Averager(), {}
         try:
-            if self.step >= config.steps:
+            if self.step >= end:
                 return last_valid
             batches = step_batches(self.train_set, config, self.step, self.dist.rank,
                                    self.dist.world_size)
@@ -307,7 +310,7 @@ class Trainer:
                 averager.add(logged)
                 averager.add_crossover(crossover)
                 log.step_done()
-                done = self.step >= config.steps
+                done = self.step >= end
                 if self.step % config.log_every == 0 or done:
                     log.log_train(self.step, averager, self.scheduler.get_last_lr()[0])
                     averager = Averager()

@@ -39,6 +39,7 @@ COMMON_FLAGS: dict[str, str] = {
     "checkpoint_every": "checkpoint_every",
     "workers": "data.num_workers",
     "threads": "threads",
+    "init": "model.init",
 }
 
 
@@ -62,6 +63,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, help="steps between last.pt writes")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, help="torch threads per process (0: default)")
+    parser.add_argument("--init", metavar="CKPT",
+                        help="start from the weights of this checkpoint or run folder (fine-tuning; "
+                             "same architecture and preset; optimiser and schedule start afresh)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.pt (same config)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
