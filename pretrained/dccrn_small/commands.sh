@@ -1,0 +1,13 @@
+#!/bin/sh
+# Retrain the dccrn demo teacher from scratch (seed in the configs).
+# Sources: python pretrained/make_teacher_sources.py --out data/teacher_sources
+set -e
+dfkd train --config pretrained/dccrn_small/stage1.yaml \
+    --data data/teacher_sources \
+    --out runs/teachers/stage1/dccrn \
+    --set stop_after=2000
+dfkd train --config pretrained/dccrn_small/stage2.yaml \
+    --data data/teacher_sources \
+    --out runs/teachers/stage2/dccrn \
+    --init runs/teachers/stage1/dccrn/last.pt
+# the teacher: runs/teachers/stage2/dccrn/best.pt (committed as pretrained/dccrn_small.pt)
