@@ -137,3 +137,16 @@ def test_standard_onnx_without_contrib_ops(tmp_path):
     noisy = _signal(1, LENGTHS[0], seed=5)
     with torch.no_grad():
         assert torch.allclose(rewritten(noisy), model(noisy), atol=1e-6)
+
+
+def test_dccrn_block_with_batch_statistics_is_left_unfolded_and_still_runs():
+    """A BatchNorm without running statistics cannot be folded: the block stays as it is."""
+    model = _randomised("dccrn")
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    norm.running_mean = norm.running_var = None  # uses batch statistics even in eval mode
+    norm.track_running_stats = False
+    rewritten = for_export(model)
+    noisy = _signal(2, LENGTHS[0], seed=1)
+    with torch.no_grad():
+        expected, got = model(noisy), rewritten(noisy)
+    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=0)

@@ -31,6 +31,34 @@ def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
+def complex_block_weight(
+    w_r: torch.Tensor, w_i: torch.Tensor, *, transposed: bool = False
+) -> torch.Tensor:
+    """Real block weight ``[[W_r, -W_i], [W_i, W_r]]`` of a complex convolution.
+
+    Rows of the block are the output's real and imaginary halves, columns the input's (``a``, then
+    ``b``), so one real convolution over ``2 * channels`` computes ``(W_r a - W_i b) + i (W_i a +
+    W_r b)``.
+
+    Args:
+        w_r: weight of the real-part layer.
+        w_i: weight of the imaginary-part layer, same shape.
+        transposed: ``False`` for a convolution weight ``(out, in, ...)``; ``True`` for a
+            transposed-convolution weight ``(in, out, ...)``, where the output axis is 1.
+    """
+    out_dim, in_dim = (1, 0) if transposed else (0, 1)
+    real_out = torch.cat([w_r, -w_i], in_dim)
+    imag_out = torch.cat([w_i, w_r], in_dim)
+    return torch.cat([real_out, imag_out], out_dim)
+
+
+def complex_block_bias(re: nn.Module, im: nn.Module) -> torch.Tensor | None:
+    """Real bias ``[b_r - b_i, b_r + b_i]`` of a complex layer (as asteroid), or ``None``."""
+    if re.bias is None:
+        return None
+    return torch.cat([re.bias - im.bias, re.bias + im.bias])
+
+
 class ComplexConv2d(nn.Module):
     """Complex 2-D convolution over ``(freq, time)``.
 
@@ -65,11 +93,8 @@ class ComplexConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F', T')``."""
-        w_r, w_i = self.re.weight, self.im.weight  # (out, in, kf, kt)
-        weight = torch.cat([torch.cat([w_r, -w_i], 1), torch.cat([w_i, w_r], 1)], 0)
-        bias = None
-        if self.re.bias is not None:
-            bias = torch.cat([self.re.bias - self.im.bias, self.re.bias + self.im.bias])
+        weight = complex_block_weight(self.re.weight, self.im.weight)  # (out, in, kf, kt) blocks
+        bias = complex_block_bias(self.re, self.im)
         y = F.conv2d(x.flatten(1, 2), weight, bias, self.stride, self.padding)
         return y.unflatten(1, (2, -1))
 
@@ -113,12 +138,9 @@ class ComplexConvTranspose2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F', T')``."""
-        w_r, w_i = self.re.weight, self.im.weight  # (in, out, kf, kt)
-        # Rows index the input (real part a, then imaginary part b), columns the output (re, im).
-        weight = torch.cat([torch.cat([w_r, w_i], 1), torch.cat([-w_i, w_r], 1)], 0)
-        bias = None
-        if self.re.bias is not None:
-            bias = torch.cat([self.re.bias - self.im.bias, self.re.bias + self.im.bias])
+        # (in, out, kf, kt): axis 0 indexes the input (a, then b), axis 1 the output (re, im).
+        weight = complex_block_weight(self.re.weight, self.im.weight, transposed=True)
+        bias = complex_block_bias(self.re, self.im)
         y = F.conv_transpose2d(
             x.flatten(1, 2), weight, bias, self.stride, self.padding, self.output_padding
         )
