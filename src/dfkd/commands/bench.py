@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..errors import DfkdError
+from .export import add_int8_ops_argument, int8_ops
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="presets for --arch, the first is the reference (default paper,student)")
     parser.add_argument("--engines", default="pytorch,onnx-fp32,onnx-int8",
                         help="comma-separated: pytorch, onnx-fp32, onnx-int8 (default all)")
-    parser.add_argument("--int8-ops", metavar="OPS",
-                        help="operator types quantised for onnx-int8 (default MatMul,LSTM; "
-                             "'all' adds Conv: smaller, but ConvInteger is slow on CPU)")
+    add_int8_ops_argument(parser)
     parser.add_argument("--threads", default="1,all",
                         help="thread counts, 'all' = every core (default 1,all)")
     parser.add_argument("--seconds", type=float, default=4.0,
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     result = benchmark(_models(args), engines=engines, threads=thread_counts(args.threads),
                        seconds=args.seconds, rounds=args.rounds, budget_seconds=args.budget,
                        progress=not args.quiet,
-                       int8_ops=args.int8_ops.split(",") if args.int8_ops else None)
+                       int8_ops=int8_ops(args))
     print(format_table(result))
     if args.json:
         from ..checkpoint import atomic_write

@@ -10,6 +10,19 @@ from pathlib import Path
 from ..errors import DfkdError
 
 
+def add_int8_ops_argument(parser: argparse.ArgumentParser) -> None:
+    """``--int8-ops`` (shared with `dfkd bench`); read it back with :func:`int8_ops`."""
+    parser.add_argument("--int8-ops", metavar="OPS",
+                        help="operator types to quantise for int8 (default MatMul,LSTM; 'all' adds "
+                             "Conv: about 4x smaller convs, but onnxruntime's ConvInteger makes the "
+                             "model 4-5x slower on CPU)")
+
+
+def int8_ops(args: argparse.Namespace) -> list[str] | None:
+    """The operator types of ``--int8-ops`` (``None``: the default set)."""
+    return [op.strip() for op in args.int8_ops.split(",")] if args.int8_ops else None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT",
                         help="dfkd checkpoint, run folder (best.pt) or asteroid checkpoint")
@@ -18,10 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write a dynamically quantised int8 model and report its cost")
     parser.add_argument("--int8-out", metavar="PATH",
                         help="int8 model path (default: OUT.int8.onnx next to OUT.onnx)")
-    parser.add_argument("--int8-ops", metavar="OPS",
-                        help="operator types to quantise (default MatMul,LSTM; 'all' adds Conv: "
-                             "about 4x smaller convs, but onnxruntime's ConvInteger makes the "
-                             "model 4-5x slower on CPU)")
+    add_int8_ops_argument(parser)
     parser.add_argument("--data", metavar="DIR",
                         help="corpus whose test clips score the int8 model (default: built-in "
                              "synthetic speech in pink noise)")
@@ -56,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.int8:
         target = Path(args.int8_out) if args.int8_out else int8_path(out)
-        ops = [op.strip() for op in args.int8_ops.split(",")] if args.int8_ops else None
-        quant = quantize_int8(out, target, op_types=ops)
+        quant = quantize_int8(out, target, op_types=int8_ops(args))
         if args.data:
             pairs = corpus_test_pairs(args.data, limit=args.clips, sample_rate=model.sample_rate)
             source = f"{len(pairs)} test clips of {args.data}"
