@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from dfkd.checkpoint import atomic_write
+
 ARCHS = ("convtasnet", "dptnet", "dccrn")
 MAX_BYTES = 5 * 1024 * 1024  # design.md: each committed teacher <= 5 MB
 
@@ -73,8 +75,7 @@ def package(arch: str, stages: list[Path], corpus: Path, out: Path, sources: str
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
-        shutil.copy(best, out / f".{arch}_small.pt.tmp")
-        (out / f".{arch}_small.pt.tmp").rename(out / f"{arch}_small.pt")
+        atomic_write(out / f"{arch}_small.pt", lambda tmp: shutil.copy(best, tmp))
     summary = json.loads((folder / "test" / "summary.json").read_text())
     return {"arch": arch, "bytes": (out / f"{arch}_small.pt").stat().st_size, "test": summary}
 

@@ -81,14 +81,20 @@ def model_from_checkpoint_dict(data: Mapping[str, Any], source: str = "checkpoin
     raise DfkdError(f"{source}: neither a dfkd checkpoint nor an asteroid checkpoint")
 
 
-def load_model(path: str | os.PathLike) -> nn.Module:
-    """Load a model from a checkpoint file (a run folder resolves to its ``best.pt``)."""
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise DfkdError(f"{path}: run folder holds neither best.pt nor last.pt")
+                return path / name
+        raise DfkdError(f"{path}: run folder holds neither best.pt nor last.pt")
+    if not path.exists():
+        raise DfkdError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Load a model from a checkpoint file (a run folder resolves to its ``best.pt``)."""
+    path = resolve_checkpoint(path)
     return model_from_checkpoint_dict(read_checkpoint(path), source=str(path))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import models
-from .checkpoint import model_from_checkpoint_dict, read_checkpoint
+from .checkpoint import load_model, model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
 from .distill import KDLoss, make_kd_loss
 from .errors import DfkdError
 from .losses import make_task_loss
@@ -69,19 +69,6 @@ def kd_loss_from_config(config: TrainConfig) -> KDLoss:
     return make_kd_loss(kd.method, kd.weight, **options)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise DfkdError(f"{path}: run folder holds neither best.pt nor last.pt")
-    if not path.exists():
-        raise DfkdError(f"{path}: checkpoint not found")
-    return path
-
-
 def load_teacher(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen teacher and what is known about it (path, seed, fingerprint)."""
     path = resolve_checkpoint(spec)
@@ -105,7 +92,7 @@ def init_weights(model: nn.Module, spec: str | os.PathLike) -> dict[str, Any]:
     architecture with the same tensor shapes.
     """
     path = resolve_checkpoint(spec)
-    source = model_from_checkpoint_dict(read_checkpoint(path), source=str(path))
+    source = load_model(path)
     if source.ARCH != model.ARCH:
         raise DfkdError(f"{path}: --init holds a {source.ARCH}, but this run trains a {model.ARCH}")
     want, have = model.state_dict(), source.state_dict()

@@ -99,10 +99,11 @@ class TrainConfig:
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "kd": KDConfig}
-# Keys a resumed run may change: they affect speed or output, never the trained weights.
-RESUMABLE_KEYS = frozenset(
-    {"steps", "stop_after", "device", "threads", "progress", "data.num_workers", "log_every", "kd.cache_dir"}
-)
+# Keys a resumed run may change: speed, output, and how far the run goes (steps, stop_after).
+RESUMABLE_KEYS = frozenset({
+    "steps", "stop_after", "device", "threads", "progress", "data.num_workers", "log_every",
+    "kd.cache_dir",
+})
 
 
 def _field_names(cls) -> list[str]:

@@ -54,9 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _teacher_defaults(teacher: str) -> dict:
     """Student defaults that follow from the teacher: its architecture and seed + 1."""
-    from ..checkpoint import read_checkpoint
+    from ..checkpoint import read_checkpoint, resolve_checkpoint
     from ..models import asteroid_arch
-    from ..train import resolve_checkpoint
 
     path = resolve_checkpoint(teacher)
     data = read_checkpoint(path)
