@@ -60,6 +60,13 @@ def test_tiny_has_four_times_fewer_params_than_small(arch):
 
 
 @pytest.mark.parametrize("arch", models.ARCHITECTURES)
+def test_micro_is_20_to_60_times_smaller_than_small(arch):
+    # the range where tiny-SE KD found its largest gains (arXiv 2309.08144); the study's student
+    ratio = count_params(_model(arch, "small")) / count_params(_model(arch, "micro"))
+    assert 20 <= ratio <= 60
+
+
+@pytest.mark.parametrize("arch", models.ARCHITECTURES)
 def test_paper_preset_has_asteroid_parameter_count(arch, asteroid_dir):
     shapes = json.loads((asteroid_dir / PAPER_SHAPES[arch]).read_text())
     assert count_params(_model(arch, "paper")) == shapes["n_params"]

@@ -10,7 +10,8 @@ Architectures (single-channel enhancement at 16 kHz, ``(batch, samples) -> (batc
   End-to-End Monaural Speech Separation", Interspeech 2020 (arXiv 2007.13975).
 
 Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0), ``student``
-(compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``mini`` (tests).
+(compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
+fewer parameters than ``small``), ``mini`` (tests).
 
 Every architecture module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs),
 ``MODEL`` (the class, built as ``MODEL(**kwargs)``, keeping those kwargs in ``model.config``),
@@ -29,7 +30,7 @@ from torch import nn
 from ..errors import DfkdError
 
 ARCHITECTURES: tuple[str, ...] = ("dccrn", "convtasnet", "dptnet")
-PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "mini")
+PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
 
 _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
 # asteroid class name (as in checkpoints' `model_name` / fixtures' `model_class`) -> our architecture

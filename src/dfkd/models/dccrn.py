@@ -394,6 +394,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         rnn_hidden=32,
         rnn_layers=2,
     ),
+    # Study student: 22x fewer parameters than `small` (the tiny-SE KD range, arXiv 2309.08144).
+    "micro": dict(
+        n_fft=256,
+        win_length=256,
+        hop_length=128,
+        channels=[4, 8, 8, 16, 16],
+        rnn_hidden=16,
+        rnn_layers=2,
+    ),
     # Tests: the paper's STFT, two levels, one narrow LSTM layer.
     "mini": dict(channels=[2, 4], rnn_hidden=8, rnn_layers=1),
 }
