@@ -1,7 +1,7 @@
 """Deployment speed ratios, measured side by side in one run.
 
 For each architecture, times the ``paper`` teacher and its ``student`` on PyTorch eager, ONNX Runtime
-fp32 and ONNX Runtime int8, on one thread and on every core (see :mod:`dfkd.bench` for the method),
+fp32 and ONNX Runtime int8, on one thread and on every core (see :mod:`dfkd.deploy.bench` for the method),
 then prints the table and checks the two claims of the deployment section:
 
 * the ``student`` preset is at least 5x faster than its ``paper`` teacher (same engine, threads);
@@ -28,7 +28,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 
-from dfkd.bench import BenchModel, benchmark, format_table, thread_counts  # noqa: E402
+from dfkd.deploy.bench import BenchModel, benchmark, format_table, thread_counts  # noqa: E402
 from dfkd.models import ARCHITECTURES, build  # noqa: E402
 
 STUDENT_SPEEDUP = 5.0

@@ -31,8 +31,8 @@ def main() -> int:
     import torch
 
     from dfkd.checkpoint import load_model
-    from dfkd.enhance import Chunking, TorchBackend, enhance_array, enhance_chunked
-    from dfkd.export import synthetic_pairs
+    from dfkd.deploy.enhance import Chunking, TorchBackend, enhance_array, enhance_chunked
+    from dfkd.deploy.export import synthetic_pairs
     from dfkd.models import build
 
     torch.set_num_threads(1)

@@ -1,9 +1,9 @@
 """Cost of one training step of a student with each KD method, relative to `none`.
 
-Measured side by side in one run with the real training step (:meth:`dfkd.trainer.Trainer.train_step`:
+Measured side by side in one run with the real training step (:meth:`dfkd.training.trainer.Trainer.train_step`:
 forward, task + KD loss, backward, clipping, Adam, schedule): a `tiny` student, with the `small`
 teacher's forward pass run inline, and with the teacher output read from the on-disk teacher cache
-(:mod:`dfkd.teacher_cache`, a crop of a stored whole-utterance output per item). Methods are
+(:mod:`dfkd.distill.teacher_cache`, a crop of a stored whole-utterance output per item). Methods are
 interleaved round by round and each cost is the median over rounds, so that load changes on a
 shared machine hit every method alike. The default clock is this process's CPU time: with one
 thread it is the step's compute, and other jobs on a shared machine barely move it (``--clock
@@ -29,14 +29,14 @@ import soundfile as sf
 import torch
 
 from dfkd import models
-from dfkd.data import Pair
-from dfkd.distill import KD_METHODS
+from dfkd.data.datasets import Pair
+from dfkd.distill.methods import KD_METHODS
 from dfkd.losses import make_task_loss
-from dfkd.teacher_cache import TeacherCache
-from dfkd.train import kd_loss_from_config
-from dfkd.train_config import TrainConfig
-from dfkd.train_data import ValidationSet
-from dfkd.trainer import Trainer
+from dfkd.distill.teacher_cache import TeacherCache
+from dfkd.training.run import kd_loss_from_config
+from dfkd.training.config import TrainConfig
+from dfkd.training.batches import ValidationSet
+from dfkd.training.trainer import Trainer
 
 SR = 16000
 

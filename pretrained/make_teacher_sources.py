@@ -1,7 +1,7 @@
 """Write the mixing sources that the pretrained demo teachers are trained on.
 
 The demo teachers must know more than their students (method.md asks for a >= 2 dB SI-SNRi lead), so
-they are trained long, on on-the-fly mixtures (the DNS Challenge recipe, :class:`dfkd.data_dns.
+they are trained long, on on-the-fly mixtures (the DNS Challenge recipe, :class:`dfkd.data.dns.
 DNSMixtureDataset`) of ALL the recorded speech of the demo corpus's training speakers (Allison:
 en + es, Carlo: it; about 75 minutes, where the demo corpus's fixed training split holds 30) with
 the demo corpus's training noises. The validation speaker (ru) and the test speaker (fr) are never
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfkd import corpus_noise as noise_lib
-from dfkd import corpus_speech as speech_lib
+from dfkd.data.demo import noise as noise_lib
+from dfkd.data.demo import speech as speech_lib
 from dfkd.audio import write_audio
 
 SAMPLE_RATE = 16000

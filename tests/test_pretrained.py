@@ -12,8 +12,8 @@ import yaml
 
 from dfkd import models
 from dfkd.checkpoint import load_model, read_checkpoint
-from dfkd.corpus_speech import ASTERISK_SOUNDS, decode_g722
-from dfkd.metrics import si_snr
+from dfkd.data.demo.speech import ASTERISK_SOUNDS, decode_g722
+from dfkd.evaluation.metrics import si_snr
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHS = ("convtasnet", "dptnet", "dccrn")

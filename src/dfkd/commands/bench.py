@@ -9,7 +9,7 @@ from pathlib import Path
 
 # Before torch loads (the CLI imports only this command's module, and this module imports torch
 # lazily): with active OpenMP waiting, 2-thread PyTorch on a shared machine ran 10-200x slower now
-# and then, which would make every PyTorch timing meaningless (see dfkd.bench). No effect if set.
+# and then, which would make every PyTorch timing meaningless (see dfkd.deploy.bench). No effect if set.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..errors import DfkdError
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace):
-    from ..bench import BenchModel
+    from ..deploy.bench import BenchModel
     from ..checkpoint import load_model
 
     if args.arch and args.checkpoints:
@@ -68,7 +68,7 @@ def _label(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import ENGINES, benchmark, format_table, thread_counts
+    from ..deploy.bench import ENGINES, benchmark, format_table, thread_counts
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = [e for e in engines if e not in ENGINES]

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..corpus import DemoSettings, build_demo_corpus
+    from ..data.demo.build import DemoSettings, build_demo_corpus
 
     settings = DemoSettings(
         minutes=args.minutes, valid_minutes=args.valid_minutes, test_minutes=args.test_minutes,
@@ -56,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..data import corpus_pairs, detect_layout, scan_pairs
+    from ..data.datasets import corpus_pairs, detect_layout, scan_pairs
 
     layout = detect_layout(args.data)
     splits = args.split or ["train", "valid", "test"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..distill import KD_METHODS
+from ..distill.methods import KD_METHODS
 from ..errors import DfkdError
 from .train import COMMON_FLAGS, add_common_arguments, resolve_config
 
@@ -72,7 +72,7 @@ def _teacher_defaults(teacher: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import run_training
+    from ..training.run import run_training
 
     defaults = {"model.preset": "tiny", "kd.method": "dfkd"}
     if args.teacher and not args.resume:

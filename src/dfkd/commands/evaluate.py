@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DfkdError
-from ..metrics import ALL_METRICS, DEFAULT_METRICS, DNSMOS_METRICS
+from ..evaluation.metrics import ALL_METRICS, DEFAULT_METRICS, DNSMOS_METRICS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _metrics(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import evaluate
+    from ..evaluation import evaluate
 
     model_mode = args.model is not None or args.data is not None
     folder_mode = args.enhanced is not None or args.clean is not None or args.noisy is not None
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model is None or args.data is None:
             raise DfkdError("model mode needs both --model CKPT and --data DIR")
         from ..checkpoint import load_model
-        from ..data import corpus_pairs
+        from ..data.datasets import corpus_pairs
 
         model = load_model(args.model)
         pairs = corpus_pairs(args.data, args.split)

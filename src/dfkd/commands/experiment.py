@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dry_run(runner) -> int:
-    from ..experiment_plan import total_steps
+    from ..experiment.plan import total_steps
 
     plan = runner.plan()
     trained_teachers = 0
@@ -49,8 +49,8 @@ def _dry_run(runner) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiment import ExperimentRunner
-    from ..experiment_config import load_config
+    from ..experiment.runner import ExperimentRunner
+    from ..experiment.config import load_config
 
     if args.dry_run and args.report_only:
         raise DfkdError("--dry-run and --report-only exclude each other")

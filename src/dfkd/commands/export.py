@@ -48,7 +48,7 @@ def int8_path(onnx_path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
-    from ..export import (PARITY_TOLERANCE, compare_quality, corpus_test_pairs, export_checked,
+    from ..deploy.export import (PARITY_TOLERANCE, compare_quality, corpus_test_pairs, export_checked,
                           model_metadata, quantize_int8, synthetic_pairs)
 
     out = Path(args.onnx)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import DfkdError
-from ..train_config import (
+from ..training.config import (
     TrainConfig,
     apply_mapping,
     from_dict,
@@ -107,7 +107,7 @@ def resolve_config(
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import run_training
+    from ..training.run import run_training
 
     config = resolve_config(args, {"arch": "model.arch", **COMMON_FLAGS})
     if config.kd.method != "none" and not args.resume:

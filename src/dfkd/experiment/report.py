@@ -1,0 +1,217 @@
+"""What the report adds to the table: model sizes, the crossover histogram, listening examples.
+
+* :func:`complexity`: parameters, MACs per second of audio and CPU real-time factor of each model
+  (:mod:`dfkd.models.complexity`), measured once per architecture and preset and cached in
+  ``complexity.json``.
+* :func:`crossover_histograms`: the crossover bins that the DFKD Frequency Adapter (Yuan et al.,
+  arXiv 2502.04711) chooses on the teacher's outputs over the validation set, for every DFKD variant
+  of the grid: method.md asks for that distribution. Read from the DFKD runs' ``history.json`` (the
+  trainer logs it at each validation), or recomputed with exactly the loss the students were
+  trained with (:func:`dfkd.distill.methods.make_kd_loss`, silent frames left out as in training).
+* :func:`listening_clips`: a few test clips enhanced by the teacher, the ``none`` student and the
+  ``dfkd`` student, as WAV files and spectrogram figures.
+* :func:`write_report`: all of the above plus the metric-delta chart into ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from . import plots
+from ..checkpoint import load_model
+from .html import ReportClip, ReportFigure, write_report_html
+from .plan import Cell, pick_clips
+from .tables import write_text
+from .results import BASELINE, TEACHER, Results
+
+if TYPE_CHECKING:
+    from .runner import ExperimentRunner
+
+SAMPLE_RATE = 16000
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:  # a cache is only a cache: recompute rather than fail
+        return {}
+
+
+def complexity(runner: "ExperimentRunner", arch: str, preset: str, source: str) -> dict[str, Any]:
+    """``{"params", "macs", "rtf"}`` of the model at ``source``, cached per arch and preset."""
+    from ..models.complexity import count_macs, count_params, real_time_factor
+
+    evaluation = runner.config.evaluation
+    path = runner.out / "complexity.json"
+    cache = _load_cache(path)
+    key = f"{arch}/{preset}/{evaluation.complexity_seconds:g}s/{evaluation.rtf_threads}threads"
+    if key not in cache:
+        model = load_model(source).cpu()
+        cache[key] = {
+            "params": count_params(model),
+            "macs": int(count_macs(model, seconds=evaluation.complexity_seconds)),
+            "rtf": float(real_time_factor(model, seconds=evaluation.complexity_seconds,
+                                          threads=evaluation.rtf_threads)),
+            "machine": runner.machine,
+        }
+        write_text(path, json.dumps(cache, indent=2) + "\n")
+    return cache[key]
+
+
+def _logged_counts(cells: Sequence[Cell]) -> list[int] | None:
+    """The crossover counts the trainer logged at its last validation of the first of ``cells``.
+
+    Every run of one variant sees the same teacher on the same validation set, so one run's counts
+    are the variant's (summing over seeds would only count the same frames again).
+    """
+    for cell in sorted(cells, key=lambda c: c.seed or 0):
+        path = cell.run_dir / "history.json"
+        try:
+            history = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:
+            continue
+        logged = [r["crossover_counts"] for r in history.get("valid", []) if r.get("crossover_counts")]
+        if logged:
+            return list(logged[-1])
+    return None
+
+
+def crossover_histograms(runner: "ExperimentRunner", teachers: dict[str, Cell],
+                         finals: Sequence[Cell]) -> dict[str, dict[str, list[int]]]:
+    """arch -> adapter rule -> counts per STFT bin of the crossover over the validation set.
+
+    Taken from the DFKD runs' own logs (the trainer's validation, teacher outputs, non-silent
+    frames), which also works for corpora mixed on the fly; recomputed on the validation files with
+    the same loss when a run logged none.
+    """
+    from ..distill.methods import make_kd_loss
+
+    variants = [v for v in runner.config.variants if v.method == "dfkd"]
+    if not variants:
+        return {}
+    path = runner.out / "crossover.json"
+    cache = _load_cache(path)
+    result: dict[str, dict[str, list[int]]] = {}
+    for arch, teacher in teachers.items():
+        counts: dict[str, list[int]] = {}
+        missing = {}
+        for variant in variants:
+            loss = make_kd_loss("dfkd", 1.0, **variant.options)
+            rule = str(loss.adapter.rule)
+            logged = _logged_counts([c for c in finals if c.arch == arch and c.model == variant.name])
+            if logged is not None:
+                counts.setdefault(rule, logged)
+            else:
+                missing.setdefault(rule, loss)
+        missing = {rule: loss for rule, loss in missing.items() if rule not in counts}
+        key = f"{arch}/{teacher.run_dir.name}"
+        if missing and key in cache and set(missing) <= set(cache[key]):
+            counts.update({rule: cache[key][rule] for rule in missing})
+        elif missing and runner.has_valid_files() and (teacher.checkpoint or runner.is_trained(teacher)):
+            recomputed = _recompute_counts(runner, teacher, missing)
+            cache[key] = {**cache.get(key, {}), **recomputed}
+            write_text(path, json.dumps(cache) + "\n")
+            counts.update(recomputed)
+        if counts:
+            result[arch] = counts
+    return result
+
+
+def _recompute_counts(runner: "ExperimentRunner", teacher: Cell, losses: dict[str, Any]
+                      ) -> dict[str, list[int]]:
+    """Run the teacher over the validation files and count each rule's crossover bins."""
+    from ..audio import load_mono
+
+    model = load_model(teacher.model_path).to(runner.device).eval()
+    counts = {rule: torch.zeros(0, dtype=torch.long) for rule in losses}
+    with torch.inference_mode():
+        for pair in runner.pairs("valid"):
+            noisy = torch.from_numpy(load_mono(pair.noisy, SAMPLE_RATE))[None].to(runner.device)
+            clean = torch.from_numpy(load_mono(pair.clean, SAMPLE_RATE))[None].to(runner.device)
+            output = model(noisy)[..., : clean.shape[-1]]
+            for rule, loss in losses.items():
+                bins = loss(output, output, clean).crossover_bins.flatten().cpu()
+                found = torch.bincount(bins, minlength=len(counts[rule]))
+                counts[rule] = found + torch.nn.functional.pad(
+                    counts[rule], (0, len(found) - len(counts[rule])))
+    return {rule: c.tolist() for rule, c in counts.items()}
+
+
+def _level_matched(enhanced: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    # SI-SNR-trained models have no fixed output gain: for listening and for spectrograms on one
+    # colour scale, every output is brought to the clean clip's RMS (its polarity is kept)
+    gain = np.sqrt(np.mean(clean**2) / max(float(np.mean(enhanced**2)), 1e-12))
+    out = enhanced * gain
+    peak = float(np.max(np.abs(out))) if out.size else 0.0
+    return out * (0.99 / peak) if peak > 0.99 else out
+
+
+def listening_clips(runner: "ExperimentRunner", teachers: dict[str, Cell], finals: Sequence[Cell]
+                    ) -> list[ReportClip]:
+    """Noisy / clean / teacher / student-``none`` / student-``dfkd`` for a few test clips."""
+    from ..audio import load_mono, write_audio
+    from ..evaluation.evaluate import enhance_utterance
+
+    pairs = runner.pairs("test")
+    chosen = [pairs[i] for i in pick_clips(runner.config.report.clips, len(pairs))]
+    if not chosen:
+        return []
+    dfkd_name = next((v.name for v in runner.config.variants if v.method == "dfkd" and v.name == "dfkd"),
+                     next((v.name for v in runner.config.variants if v.method == "dfkd"), None))
+    clips: list[ReportClip] = []
+    for arch, teacher in teachers.items():
+        def first(model: str) -> Cell | None:
+            mine = [c for c in finals if c.arch == arch and c.model == model and runner.is_scored(c)]
+            return min(mine, key=lambda c: c.seed or 0) if mine else None
+
+        systems = [(f"teacher ({arch})", teacher if runner.is_scored(teacher) else None),
+                   (f"student {BASELINE}", first(BASELINE))]
+        if dfkd_name is not None:
+            systems.append((f"student {dfkd_name}", first(dfkd_name)))
+        loaded = [(label, load_model(cell.model_path).to(runner.device).eval())
+                  for label, cell in systems if cell is not None]
+        if not loaded:
+            continue
+        for pair in chosen:
+            noisy, clean = load_mono(pair.noisy, SAMPLE_RATE), load_mono(pair.clean, SAMPLE_RATE)
+            waves = [("noisy", noisy), ("clean", clean)]
+            waves += [(label, _level_matched(enhance_utterance(model, noisy, runner.device), clean))
+                      for label, model in loaded]
+            audio = []
+            for label, wave in waves:
+                shared = label in ("noisy", "clean")  # the same for every architecture
+                stem = label if shared else f"{arch}_{label.split(' (')[0].replace(' ', '_')}"
+                rel = f"audio/{pair.name}/{stem}.wav"
+                if not (shared and (runner.out / rel).is_file()):
+                    write_audio(runner.out / rel, wave, SAMPLE_RATE)
+                audio.append((label, rel))
+            figure = f"plots/spectrograms_{arch}_{pair.name}.png"
+            plots.plot_spectrograms(f"{arch}: {pair.name}", waves, runner.out / figure)
+            clips.append(ReportClip(f"{arch}: {pair.name}", figure, audio))
+    return clips
+
+
+def write_report(runner: "ExperimentRunner", results: Results, teachers: dict[str, Cell],
+                 finals: Sequence[Cell]) -> Path:
+    """Figures, audio and ``report.html`` into the experiment folder."""
+    figures = []
+    deltas = plots.plot_deltas(results, runner.out / "plots" / "deltas.png")
+    if deltas is not None:
+        figures.append(ReportFigure(
+            f"Gain over `{BASELINE}` per method", "plots/deltas.png",
+            "Per clip, each method's score (mean over its seeds) minus the `none` student's; bars "
+            "are the mean over test clips, error bars one standard error."))
+    histograms = crossover_histograms(runner, teachers, finals)
+    if plots.plot_crossover(histograms, runner.out / "plots" / "crossover.png") is not None:
+        figures.append(ReportFigure(
+            "DFKD crossover frequency", "plots/crossover.png",
+            "Crossover chosen by each adapter rule on the teacher's outputs over the validation "
+            "set (non-silent frames), as used in training."))
+    clips = listening_clips(runner, teachers, [c for c in finals if c.model != TEACHER])
+    return write_report_html(results, runner.out, figures, clips,
+                             title=f"dfkd comparison: {runner.config.name}")

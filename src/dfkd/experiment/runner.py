@@ -1,0 +1,432 @@
+"""The comparison grid: architectures x {teacher, ``none``, every KD method, DFKD ablations} x seeds.
+
+:class:`ExperimentRunner` obtains and scores every cell planned by :mod:`dfkd.experiment.plan`:
+
+1. per architecture, the teacher: a pretrained checkpoint (``pretrained/<arch>_<preset>.pt``,
+   design.md) or a run trained in the grid with a seed that no student uses (method.md);
+2. the lambda sweep: every KD method (each DFKD adapter variant counts as its own method) gets the
+   same candidates, ``sweep.factors`` x its default lambda, the same steps and seeds, scored by
+   SI-SNR on the validation split; the best candidate is chosen (method.md, "Total objective");
+3. the final runs: every method x seed at its chosen lambda, the same steps, data and batch size
+   for all, scored on the test split;
+4. the results (:mod:`dfkd.experiment.results`), figures and ``report.html`` (:mod:`dfkd.experiment.report`).
+
+Nothing is done twice. A cell's training is finished when its run folder holds ``trained.json``
+(written after the trainer returns) and its scoring when ``eval-<split>/done.json`` exists (written
+after ``summary.json``). A grid interrupted and started again skips finished cells and calls the
+trainer again on the half-finished one, which resumes from that run's ``last.pt``. Run folders are
+named by a hash of everything that determines the weights, so a changed configuration gets new
+runs instead of silently reusing old ones.
+
+The trainer is a function ``trainer(job: TrainJob, run_dir: Path) -> None`` (default:
+:func:`train_job`, the :mod:`dfkd.training.run` API), so tests can drive the grid logic with a fast fake.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from ..checkpoint import load_model
+from ..errors import DfkdError
+from .config import ExperimentConfig
+from .plan import (
+    SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, pick_clips, sweep_cells, teacher_cell,
+)
+from .tables import write_results, write_text
+from .results import Results, RunRecord, build_results, read_per_file_csv
+
+Trainer = Callable[[TrainJob, Path], None]
+TRAINED = "trained.json"
+EVALUATED = "done.json"
+
+
+def machine_description() -> str:
+    """One line: host, CPU, cores, GPU, torch version; printed under the results table."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:  # the model name is more telling than "x86_64"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{platform.node() or 'unknown host'} ({cpu}, {_usable_cores()} cores{gpu}, "
+            f"torch {torch.__version__})")
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DfkdError(f"{path}: unreadable ({err}); delete it to redo that step") from err
+
+
+def train_job(job: TrainJob, run_dir: Path) -> None:
+    """Train one grid cell with :mod:`dfkd.training.run` (resuming from ``run_dir/last.pt`` if present)."""
+    try:
+        from ..training import run as train_api
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.train":
+            raise
+        from ..errors import NotAvailableYet
+
+        raise NotAvailableYet("training (dfkd.training.run)") from err
+    return train_api.run_experiment_job(job, run_dir)  # adapted once dfkd.training.run lands
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(threads: int) -> None:
+    import signal
+
+    import torch
+
+    torch.set_num_threads(threads)
+    # Ctrl-C reaches the whole process group: a worker then stops at once (every file it writes is
+    # atomic and its run resumes from last.pt) instead of picking up the next queued cell
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _run_cell_in_worker(runner: "ExperimentRunner", cell: Cell) -> dict[str, int]:
+    return runner.run_cell(cell)
+
+
+class ExperimentRunner:
+    """Run (or resume) a comparison grid and write its results, figures and report.
+
+    Args:
+        config: the grid.
+        out: the experiment folder.
+        data: the corpus folder (overrides ``config.data``).
+        trainer: ``trainer(job, run_dir)``; default :func:`train_job`.
+        roots: folders searched for ``pretrained/`` (default: the working directory and the
+            folder above the config file).
+        progress: show a progress bar over the grid's cells.
+        device: where models are scored (default: CUDA when available).
+    """
+
+    def __init__(self, config: ExperimentConfig, out: str | os.PathLike, data: str | os.PathLike | None = None,
+                 *, trainer: Trainer | None = None, roots: Sequence[Path] | None = None,
+                 progress: bool = True, device: str | None = None) -> None:
+        data = data if data is not None else config.data
+        if data is None:
+            raise DfkdError("no corpus: give --data DIR or set `data:` in the configuration")
+        self.config = config
+        self.out = Path(out)
+        self.data = str(Path(data).resolve())
+        if not Path(self.data).exists():
+            raise DfkdError(f"{data}: corpus folder not found (build the demo one with `dfkd corpus demo`)")
+        self.trainer = trainer or train_job
+        if roots is None:
+            roots = [Path.cwd()] + ([Path(config.source).resolve().parent.parent] if config.source else [])
+        self.roots = list(roots)
+        self.progress = progress
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.machine = machine_description()
+        self._pairs: dict[str, list] = {}
+        self.counts = {"trained": 0, "reused": 0, "scored": 0}
+        cores = _usable_cores()
+        self.parallel_runs = max(1, min(config.parallel_runs, cores))
+        self.threads_per_run = max(1, cores // self.parallel_runs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    # ------------------------------------------------------------------------------- planning
+    def pairs(self, split: str) -> list:
+        if split not in self._pairs:
+            from ..data.datasets import corpus_pairs
+
+            pairs = corpus_pairs(self.data, split)
+            if not pairs:
+                raise DfkdError(f"{self.data}: the {split} split is empty")
+            if split == "test" and self.config.evaluation.test_clips:
+                pairs = [pairs[i] for i in pick_clips(self.config.evaluation.test_clips, len(pairs))]
+            self._pairs[split] = pairs
+        return self._pairs[split]
+
+    def teachers(self) -> dict[str, Cell]:
+        return {a: teacher_cell(self.config, a, self.out, self.data, self.roots)
+                for a in self.config.architectures}
+
+    def plan(self) -> dict[str, Any]:
+        """The cells (finals at the lambdas chosen so far), with what is done; for ``--dry-run``."""
+        plan: dict[str, Any] = {}
+        for arch, teacher in self.teachers().items():
+            sweeps = sweep_cells(self.config, arch, teacher, self.out, self.data)
+            chosen, _ = self.choose_weights(arch, sweeps, partial=True)
+            finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
+            plan[arch] = {"teacher": teacher, "sweep": sweeps, "final": finals}
+        return plan
+
+    # ------------------------------------------------------------------------------ one cell
+    def is_trained(self, cell: Cell) -> bool:
+        return cell.job is None or (cell.run_dir / TRAINED).is_file()
+
+    def is_scored(self, cell: Cell) -> bool:
+        return (cell.eval_dir / EVALUATED).is_file()
+
+    def ensure_trained(self, cell: Cell) -> None:
+        if self.is_trained(cell):
+            return
+        cell.run_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        job = cell.job
+        runtime = {"progress": False, "threads": self.threads_per_run}  # not part of the identity
+        job = replace(job, options={**runtime, **job.options})
+        self.trainer(job, cell.run_dir)  # resumes from last.pt when a previous call was cut
+        if not any((cell.run_dir / n).is_file() for n in ("best.pt", "last.pt")):
+            raise DfkdError(f"{cell.run_dir}: training returned without writing best.pt or last.pt")
+        _write_json(cell.run_dir / TRAINED, {
+            "cell": cell.describe(), "job": cell.job.identity(), "finished": _now(),
+            "seconds": round(time.monotonic() - started, 1), "machine": self.machine,
+        })
+        self.counts["trained"] += 1
+
+    def has_valid_files(self) -> bool:
+        """False for corpora whose validation mixtures are made on the fly (DNS Challenge)."""
+        from ..data.datasets import detect_layout
+
+        return detect_layout(self.data) != "dns"
+
+    def ensure_scored(self, cell: Cell) -> None:
+        if self.is_scored(cell):
+            return
+        source = str(cell.model_path)
+        if cell.eval_split == "valid" and not self.has_valid_files():
+            source = self._trainer_validation(cell)
+        else:
+            from ..evaluation.evaluate import evaluate_model
+
+            model = load_model(cell.model_path)
+            metrics = [SWEEP_METRIC] if cell.eval_split == "valid" else self.config.evaluation.metrics
+            workers = self.config.evaluation.workers
+            if workers is None:  # one scoring process per core this run may use
+                workers = self.threads_per_run
+            evaluate_model(model, self.pairs(cell.eval_split), cell.eval_dir, metrics=metrics,
+                           workers=workers, device=self.device,
+                           label=f"{cell.arch} {cell.model}", progress=False)
+        _write_json(cell.eval_dir / EVALUATED, {
+            "cell": cell.describe(), "model": source, "finished": _now(), "machine": self.machine,
+        })
+        self.counts["scored"] += 1
+
+    def _trainer_validation(self, cell: Cell) -> str:
+        """The sweep score of a corpus without validation files: the trainer's best validation
+        SI-SNR (on its fixed on-the-fly validation mixtures), from the run's ``history.json``."""
+        history = _read_json(cell.run_dir / "history.json")
+        values = [r[SWEEP_METRIC] for r in history.get("valid", []) if r.get(SWEEP_METRIC) is not None]
+        if not values:
+            raise DfkdError(f"{cell.run_dir}: history.json holds no validation {SWEEP_METRIC}")
+        best = max(v if math.isfinite(v) else -math.inf for v in values)
+        _write_json(cell.eval_dir / "summary.json", {
+            "label": f"{cell.arch} {cell.model}", "clips": None, "source": "history.json",
+            "metrics": {SWEEP_METRIC: {"mean": best, "std": None}},
+        })
+        return str(cell.run_dir / "history.json")
+
+    def run_cell(self, cell: Cell, bar: tqdm | None = None) -> dict[str, int]:
+        """Train and score one cell (whatever is not done yet); returns this call's counts."""
+        before = dict(self.counts)
+        reused = self.is_trained(cell) and self.is_scored(cell)
+        if bar is not None:
+            bar.set_description(cell.describe())
+        self.ensure_trained(cell)
+        self.ensure_scored(cell)
+        if reused:
+            self.counts["reused"] += 1
+        if bar is not None:
+            bar.set_postfix(self.counts, refresh=False)
+            bar.update(1)
+        return {k: self.counts[k] - before[k] for k in self.counts}
+
+    def run_cells(self, cells: Sequence[Cell], bar: tqdm | None = None) -> None:
+        """Run independent cells, ``parallel_runs`` at a time in worker processes.
+
+        Small models use two cores poorly inside one process (and very badly when the cores are
+        shared), so two runs of one thread each finish about twice as fast as one run of two.
+        Every worker writes the same markers as a serial run, so interrupting and resuming works
+        the same way.
+        """
+        todo = [c for c in cells if not (self.is_trained(c) and self.is_scored(c))]
+        if self.parallel_runs <= 1 or len(todo) <= 1:
+            for cell in cells:
+                self.run_cell(cell, bar)
+            return
+        for cell in cells:
+            if cell not in todo:
+                self.run_cell(cell, bar)  # reused: only counted
+        pool = self._worker_pool()
+        futures = {pool.submit(_run_cell_in_worker, self, cell): cell for cell in todo}
+        try:
+            for future in as_completed(futures):
+                for key, value in future.result().items():
+                    self.counts[key] += value
+                if bar is not None:
+                    bar.set_description(futures[future].describe())
+                    bar.set_postfix(self.counts, refresh=False)
+                    bar.update(1)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    def _worker_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
+
+            # spawn: a fresh interpreter per worker, no forked copy of this process's torch state
+            self._pool = ProcessPoolExecutor(
+                self.parallel_runs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(self.threads_per_run,))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what a worker needs: everything but the pool itself
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        state["parallel_runs"] = 1
+        return state
+
+    # ------------------------------------------------------------------------------ sweeping
+    def choose_weights(self, arch: str, cells: Sequence[Cell], partial: bool = False
+                       ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        """Per KD variant, the lambda with the best mean validation SI-SNR over the sweep seeds.
+
+        A diverged run (non-finite score) loses. Ties go to the lambda closest to the default, so
+        the choice does not depend on the order of the candidates. With ``partial``, variants
+        whose sweep is not finished are left out instead of raising.
+        """
+        chosen: dict[str, float] = {}
+        record: dict[str, dict[str, Any]] = {}
+        for variant in self.config.variants:
+            mine = [c for c in cells if c.model == variant.name]
+            if not mine:
+                continue
+            if not all(self.is_scored(c) for c in mine):
+                if partial:
+                    continue
+                raise DfkdError(f"{arch} {variant.name}: lambda sweep not finished")
+            scores: dict[float, list[float]] = {}
+            for cell in mine:
+                value = _read_json(cell.eval_dir / "summary.json")["metrics"][SWEEP_METRIC]["mean"]
+                scores.setdefault(cell.kd_weight, []).append(
+                    value if value is not None and math.isfinite(value) else -math.inf)
+            means = {lam: sum(v) / len(v) for lam, v in scores.items()}
+            centre = default_weight(variant)
+            best = max(means, key=lambda lam: (means[lam], -abs(math.log(lam / centre))))
+            chosen[variant.name] = best
+            record[variant.name] = {"chosen": best, "candidates": means, "metric": f"valid {SWEEP_METRIC}",
+                                    "seeds": list(self.config.sweep_seeds), "steps": self.config.sweep_steps}
+        return chosen, record
+
+    # ---------------------------------------------------------------------------- collecting
+    def record(self, cell: Cell) -> RunRecord:
+        """The table's view of a scored cell."""
+        scores, noisy = read_per_file_csv(cell.eval_dir / "per_file.csv")
+        trained = _read_json(cell.run_dir / TRAINED) if cell.job is not None else {}
+        scored = _read_json(cell.eval_dir / EVALUATED)
+        preset = cell.job.preset if cell.job is not None else self.config.teacher.preset
+        return RunRecord(
+            arch=cell.arch, model=cell.model, seed=cell.seed, scores=scores, noisy_scores=noisy,
+            preset=preset, kd_weight=cell.kd_weight if cell.model not in ("teacher", "none") else None,
+            steps=cell.job.steps if cell.job is not None else None,
+            finished=trained.get("finished") or scored.get("finished"),
+            machine=trained.get("machine") or scored.get("machine"), source=str(cell.model_path),
+            pretrained=cell.checkpoint is not None,
+        )
+
+    def results(self, cells: Sequence[Cell], sweeps: dict[str, dict[str, Any]]) -> Results:
+        from .report import complexity
+
+        records = [self.record(c) for c in cells if self.is_scored(c)]
+        for record in records if self.config.evaluation.complexity else ():
+            sizes = complexity(self, record.arch, record.preset, record.source)
+            record.params, record.macs, record.rtf = sizes["params"], sizes["macs"], sizes["rtf"]
+        return build_results(
+            records, order=[v.name for v in self.config.variants], sweeps=sweeps,
+            rank_metric=self.config.report.rank_metric, lead_target=self.config.report.lead_target_db,
+            meta={"config": self.config.source, "name": self.config.name, "data": self.data,
+                  "out": str(self.out)},
+        )
+
+    # ------------------------------------------------------------------------------- the grid
+    def run(self, report_only: bool = False) -> Results:
+        """Run every cell not done yet (none with ``report_only``) and write the results."""
+        teachers = self.teachers()  # first: a missing pretrained teacher must not leave files behind
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_json(self.out / "experiment.json", {"config": self.config.to_dict(), "data": self.data})
+        sweeps = {a: sweep_cells(self.config, a, t, self.out, self.data) for a, t in teachers.items()}
+        per_arch_final = len(self.config.variants) * len(self.config.seeds)
+        total = len(teachers) + sum(map(len, sweeps.values())) + per_arch_final * len(teachers)
+        for arch, teacher in teachers.items():
+            if teacher.job is not None and not self.is_trained(teacher) and not report_only:
+                # design.md: demo teachers come pretrained; training one is hours on a CPU
+                missing = (f" (no pretrained/{arch}_{teacher.job.preset}.pt found)"
+                           if str(self.config.teacher.pretrained).lower() == "auto" else "")
+                print(f"dfkd experiment: {arch}: the teacher is trained in the grid{missing}: "
+                      f"{teacher.job.steps} steps, seed {teacher.seed}", file=sys.stderr)
+        scored: list[Cell] = []
+        records: dict[str, dict[str, Any]] = {}
+        bar = tqdm(total=total, unit="cell", file=sys.stderr, disable=not self.progress or report_only,
+                   dynamic_ncols=True, desc="experiment")
+        try:
+            for arch, teacher in teachers.items():
+                if not report_only:
+                    self.run_cell(teacher, bar)  # alone: every student after it reads it
+                    self.run_cells(sweeps[arch], bar)
+                chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
+                finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
+                if not report_only:
+                    self.run_cells(finals, bar)
+                scored += [teacher, *finals]
+                _write_json(self.out / "sweeps.json", records)
+                if not report_only:  # a table after each architecture: long grids show progress
+                    write_results(self.results(scored, records), self.out)
+        finally:
+            bar.close()
+            self.close()
+        if not any(self.is_scored(c) for c in scored):
+            raise DfkdError(f"{self.out}: no evaluated runs yet; run the grid without --report-only")
+        results = self.results(scored, records)
+        write_results(results, self.out)
+        from .report import write_report
+
+        write_report(self, results, teachers, scored)
+        return results

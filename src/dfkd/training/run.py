@@ -1,0 +1,283 @@
+"""Train a model or distil a student: set a run up, check every input, then hand over to the loop.
+
+``run_training(config, out_dir, resume=...)`` is the API behind ``dfkd train`` and ``dfkd distill``
+(and the experiment grid, through :func:`run_experiment_job`). Everything a user can get wrong is
+checked before the first step and raised as a :class:`~dfkd.errors.DfkdError`: unknown config keys,
+a missing or corrupt teacher checkpoint, a teacher of another architecture or sample rate, a
+student seed equal to the teacher's, a run folder that already holds a run, too little data.
+
+Seeds (method.md, "Decisions that follow"): a student must not share its teacher's seed, since the
+shared seed would start it from the teacher's first filters. ``dfkd distill`` without ``--seed``
+uses the teacher's seed + 1; an explicit seed equal to the teacher's is an error. Teachers loaded
+from asteroid checkpoints carry no seed, so no check applies to them.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here with
+NCCL on CUDA and gloo on CPU; ``batch_size`` stays the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import models
+from ..checkpoint import load_model, model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
+from ..distill.methods import KDLoss, make_kd_loss
+from ..errors import DfkdError
+from ..losses import make_task_loss
+from ..distill.teacher_cache import (
+    CachedTeacherDataset,
+    TeacherCache,
+    default_cache_dir,
+    model_fingerprint,
+    supports_cache,
+)
+from .config import (
+    RESUMABLE_KEYS,
+    TrainConfig,
+    apply_mapping,
+    differing_keys,
+    dump_yaml,
+    from_dict,
+    load_yaml,
+    set_key,
+    validate,
+)
+from .batches import build_datasets, load_validation_set
+from .trainer import DistContext, Trainer
+
+# KD config keys -> make_kd_loss option names, per method
+_KD_OPTIONS = {
+    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix"},
+    "subband": {"subband_bands": "bands"},
+    "dfkd": {
+        "adapter": "adapter", "crossover": "crossover", "beta": "beta",
+        "silence_db": "silence_db", "polarity_fix": "polarity_fix",
+    },
+}
+
+
+def kd_loss_from_config(config: TrainConfig) -> KDLoss:
+    """The KD loss a config asks for (unknown methods and bad options raise DfkdError)."""
+    kd = config.kd
+    options = {opt: getattr(kd, key) for key, opt in _KD_OPTIONS.get(kd.method, {}).items()}
+    return make_kd_loss(kd.method, kd.weight, **options)
+
+
+def load_teacher(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """The frozen teacher and what is known about it (path, seed, fingerprint)."""
+    path = resolve_checkpoint(spec)
+    data = read_checkpoint(path)
+    teacher = model_from_checkpoint_dict(data, source=str(path)).eval().requires_grad_(False)
+    seed = data.get("train_seed")
+    return teacher, {
+        "teacher": str(path),
+        "teacher_arch": teacher.ARCH,
+        "teacher_seed": None if seed is None else int(seed),
+        "teacher_fingerprint": model_fingerprint(teacher),
+        "teacher_params": models.count_params(teacher),
+    }
+
+
+def init_weights(model: nn.Module, spec: str | os.PathLike) -> dict[str, Any]:
+    """Copy the weights of a checkpoint into ``model`` (``model.init``: fine-tuning a trained model).
+
+    Only the weights travel: the optimiser, the schedule and the step count start afresh, so a
+    long run can be finished with a new learning-rate decay. The checkpoint must hold the same
+    architecture with the same tensor shapes.
+    """
+    path = resolve_checkpoint(spec)
+    source = load_model(path)
+    if source.ARCH != model.ARCH:
+        raise DfkdError(f"{path}: --init holds a {source.ARCH}, but this run trains a {model.ARCH}")
+    want, have = model.state_dict(), source.state_dict()
+    mismatched = sorted(k for k in want.keys() | have.keys()
+                        if k not in want or k not in have or want[k].shape != have[k].shape)
+    if mismatched:
+        raise DfkdError(f"{path}: --init weights do not fit this {model.ARCH} preset "
+                        f"({len(mismatched)} tensors differ, e.g. {mismatched[0]})")
+    model.load_state_dict(have)
+    return {"init_from": str(path)}
+
+
+def init_distributed(device_spec: str) -> DistContext:
+    """Join the ``torchrun`` process group when there is one (NCCL on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_spec != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def resolve_device(spec: str, ctx: DistContext) -> torch.device:
+    """``auto``: CUDA when present (one GPU per DDP process), else CPU."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DfkdError(f"device {spec!r} asked for, but CUDA is not available here")
+        return torch.device("cuda", ctx.local_rank if ctx.world_size > 1 else (torch.device(spec).index or 0))
+    if spec != "cpu":
+        raise DfkdError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device("cpu")
+
+
+def _barrier(ctx: DistContext) -> None:
+    if ctx.world_size > 1:
+        torch.distributed.barrier()
+
+
+def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """Check the run folder against ``resume``; returns the ``last.pt`` payload when resuming."""
+    last = out_dir / "last.pt"
+    if not resume:
+        if last.is_file() or (out_dir / "best.pt").is_file():
+            raise DfkdError(
+                f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        return None
+    if not last.is_file():
+        raise DfkdError(f"{out_dir}: nothing to resume (no last.pt)")
+    for stale in out_dir.glob(".*.tmp"):  # half-written checkpoints of the killed run
+        stale.unlink(missing_ok=True)
+    saved_path = out_dir / "config.yaml"
+    if saved_path.is_file():
+        saved = from_dict(load_yaml(saved_path), str(saved_path))
+        changed = [k for k in differing_keys(saved, config) if k not in RESUMABLE_KEYS]
+        if changed:
+            raise DfkdError(
+                f"{out_dir}: a resumed run keeps its configuration, but {', '.join(changed)} differ "
+                f"from {saved_path} (only {', '.join(sorted(RESUMABLE_KEYS))} may change)"
+            )
+    return read_checkpoint(last)
+
+
+def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """Train (``kd.method`` none, no teacher needed) or distil; returns the run folder."""
+    out_dir = Path(out_dir)
+    validate(config)
+    kd = kd_loss_from_config(config)
+    config.kd.weight = kd.weight  # config.yaml records the lambda actually used
+    task_loss = make_task_loss(config.task_loss)
+    payload = prepare_run_folder(config, out_dir, resume)
+    ctx = init_distributed(config.device)
+    device = resolve_device(config.device, ctx)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+
+    teacher, info = None, {}
+    if kd.needs_teacher and not config.kd.teacher:
+        raise DfkdError(f"KD method {kd.name!r} needs a teacher: pass --teacher RUN_OR_CHECKPOINT")
+    if config.kd.teacher:
+        teacher, info = load_teacher(config.kd.teacher)
+        if teacher.ARCH != config.model.arch:
+            raise DfkdError(
+                f"the teacher is a {teacher.ARCH} and the student a {config.model.arch}: "
+                "a student is distilled from a teacher of its own architecture"
+            )
+        if info["teacher_seed"] is not None and info["teacher_seed"] == config.seed:
+            raise DfkdError(
+                f"student seed {config.seed} equals the teacher's seed: a shared seed starts the "
+                "student from the teacher's first filters; choose another --seed"
+            )
+        if not kd.needs_teacher:
+            teacher = None  # `none` students: the teacher only fixed the architecture and seed
+
+    torch.manual_seed(config.seed)
+    model = models.build(config.model.arch, config.model.preset, **config.model.overrides)
+    if teacher is not None and getattr(teacher, "sample_rate", None) != getattr(model, "sample_rate", None):
+        raise DfkdError(
+            f"the teacher works at {getattr(teacher, 'sample_rate', '?')} Hz and the student at "
+            f"{getattr(model, 'sample_rate', '?')} Hz"
+        )
+    if getattr(model, "sample_rate", config.data.sample_rate) != config.data.sample_rate:
+        raise DfkdError(
+            f"{config.model.arch} works at {model.sample_rate} Hz but data.sample_rate is "
+            f"{config.data.sample_rate}"
+        )
+    init_info = {}
+    if config.model.init and payload is None:  # a resumed run already holds its own weights
+        init_info = init_weights(model, config.model.init)
+    if config.batch_size % ctx.world_size:
+        raise DfkdError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
+
+    train_set, valid_dataset = build_datasets(config)
+    valid_set = load_validation_set(valid_dataset, config.data.valid_clips)
+    if teacher is not None and config.kd.cache_teacher:
+        train_set = _with_teacher_cache(config, teacher, train_set, device, ctx)
+
+    run_info = {
+        "name": out_dir.name, "arch": config.model.arch, "preset": config.model.preset,
+        "params": models.count_params(model), "method": kd.name, "kd_weight": kd.weight,
+        "kd_options": kd.options(), "task_loss": config.task_loss, "seed": config.seed,
+        "world_size": ctx.world_size, "device": str(device), **info, **init_info,
+    }
+    trainer = Trainer(config, model, kd, task_loss, teacher, train_set, valid_set, out_dir,
+                      device, ctx, run_info)
+    if payload is not None:
+        trainer.restore(payload)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(dump_yaml(config))
+    try:
+        trainer.run()
+    finally:
+        if ctx.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return out_dir
+
+
+def _with_teacher_cache(config: TrainConfig, teacher: nn.Module, train_set, device, ctx):
+    """Wrap a fixed training set with cached whole-utterance teacher outputs (filled if needed)."""
+    if not supports_cache(train_set):
+        if ctx.is_main:
+            print("dfkd: the training set is mixed on the fly; the teacher runs inline "
+                  "(--cache-teacher ignored)", file=sys.stderr)
+        return train_set
+    root = config.kd.cache_dir or default_cache_dir(config.data.root)
+    cache = TeacherCache(root, model_fingerprint(teacher), config.data.sample_rate)
+    teacher = teacher.to(device)
+    cache.fill(teacher, train_set.pairs, device, ctx.rank, ctx.world_size,
+               progress=config.progress and ctx.is_main, cache_dir=train_set.cache_dir)
+    _barrier(ctx)
+    return CachedTeacherDataset(train_set, cache)
+
+
+def run_experiment_job(job, run_dir: str | os.PathLike) -> Path:
+    """Train one cell of the comparison grid (:class:`dfkd.experiment.plan.TrainJob`).
+
+    Resumes from ``run_dir/last.pt`` when a previous call was cut short. ``job.options`` are config
+    keys (dotted, or nested like the YAML file).
+    """
+    run_dir = Path(run_dir)
+    config = TrainConfig()
+    config.model.arch, config.model.preset = job.arch, job.preset
+    config.kd.method = job.method or "none"
+    config.kd.weight = job.kd_weight if job.method else None
+    config.kd.teacher = job.teacher
+    options = dict(job.kd_options or {})
+    for key, option in _KD_OPTIONS.get(config.kd.method, {}).items():
+        if option in options:
+            set_key(config, f"kd.{key}", options.pop(option))
+    if options:
+        raise DfkdError(f"KD method {config.kd.method!r} has no option(s) {', '.join(options)}")
+    config.steps, config.batch_size, config.seed = job.steps, job.batch_size, job.seed
+    config.data.root = str(job.data)
+    extra = dict(job.options or {})
+    dotted = {k: v for k, v in extra.items() if "." in k}
+    apply_mapping(config, {k: v for k, v in extra.items() if "." not in k}, "train options")
+    for key, value in dotted.items():
+        set_key(config, key, value)
+    return run_training(config, run_dir, resume=(run_dir / "last.pt").is_file())

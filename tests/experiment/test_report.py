@@ -1,0 +1,219 @@
+"""The results side of the comparison: table, teacher lead, paired differences, plots, report.html.
+
+Built on fabricated per-clip scores, so that every number in the table can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dfkd.experiment import plots
+from dfkd.experiment.html import ReportClip, ReportFigure, write_report_html
+from dfkd.experiment.tables import to_markdown, write_results
+from dfkd.experiment.results import RunRecord, build_results, paired_difference, read_per_file_csv
+
+CLIPS = [f"clip{k}" for k in range(6)]
+METRICS = ("pesq_wb", "stoi", "estoi", "si_snr", "si_snri", "csig", "cbak", "covl")
+
+
+def _scores(base_snri: float, seed_shift: float, per_clip: list[float]) -> dict:
+    """Scores of six clips: SI-SNRi = base + shift + per-clip offset; other metrics follow it."""
+    out = {}
+    for name, offset in zip(CLIPS, per_clip):
+        snri = base_snri + seed_shift + offset
+        out[name] = {"si_snri": snri, "si_snr": snri + 2.0, "pesq_wb": 1.5 + snri / 10,
+                     "stoi": 0.8 + snri / 100, "estoi": 0.7 + snri / 100, "csig": 2 + snri / 10,
+                     "cbak": 2.2, "covl": 2.1}
+    return out
+
+
+NOISY = {name: {"si_snr": 2.0, "pesq_wb": 1.2, "stoi": 0.75, "estoi": 0.6, "csig": 1.9,
+                "cbak": 1.8, "covl": 1.7} for name in CLIPS}
+OFFSETS = [0.0, 0.5, -0.5, 1.0, -1.0, 0.2]
+
+
+def _records() -> list[RunRecord]:
+    records = [RunRecord("convtasnet", "teacher", None, _scores(9.0, 0.0, OFFSETS), dict(NOISY),
+                         preset="small", params=640_000, macs=2_500_000_000, rtf=0.05, pretrained=True,
+                         finished="2025-06-01T10:00:00", machine="hostA (2 CPU threads)")]
+    for seed, shift in ((1, -0.1), (2, 0.1)):
+        records.append(RunRecord("convtasnet", "none", seed, _scores(6.0, shift, OFFSETS), dict(NOISY),
+                                 preset="tiny", params=33_500, macs=120_000_000, rtf=0.01,
+                                 finished="2025-06-02T10:00:00", machine="hostA (2 CPU threads)"))
+        # dfkd: +0.3 dB on every clip but clip1 (-0.2): 5 of 6 clips better
+        dfkd = _scores(6.3, shift, OFFSETS)
+        dfkd["clip1"] = {**dfkd["clip1"], "si_snri": 6.0 + shift + OFFSETS[1] - 0.2}
+        records.append(RunRecord("convtasnet", "dfkd", seed, dfkd, dict(NOISY), preset="tiny",
+                                 params=33_500, macs=120_000_000, rtf=0.01, kd_weight=1.0,
+                                 finished="2025-06-02T11:00:00", machine="hostA (2 CPU threads)"))
+        records.append(RunRecord("convtasnet", "spectral", seed, _scores(5.9, shift, OFFSETS),
+                                 dict(NOISY), preset="tiny", kd_weight=10.0))
+    return records
+
+
+def test_table_means_over_seeds_and_noisy_first():
+    results = build_results(_records(), order=["spectral", "dfkd"])
+    assert [r.model for r in results.rows] == ["noisy", "teacher", "none", "spectral", "dfkd"]
+    none = results.row("convtasnet", "none")
+    per_seed = [6.0 - 0.1 + np.mean(OFFSETS), 6.0 + 0.1 + np.mean(OFFSETS)]
+    assert none.metrics["si_snri"]["mean"] == pytest.approx(np.mean(per_seed))
+    assert none.metrics["si_snri"]["std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert none.seeds == [1, 2]
+    assert results.rows[0].metrics["pesq_wb"]["mean"] == pytest.approx(1.2)
+    assert "si_snri" not in results.rows[0].metrics  # the input has no improvement over itself
+    # dfkd is the best student; the teacher is never "best student"
+    assert results.row("convtasnet", "dfkd").best
+    assert not results.row("convtasnet", "teacher").best
+    assert not results.row("convtasnet", "none").best
+
+
+def test_teacher_lead_and_paired_differences():
+    results = build_results(_records())
+    lead = results.teacher_lead["convtasnet"]
+    assert lead["lead_db"] == pytest.approx(3.0)
+    assert lead["meets_target"] is True
+    diff = results.paired["convtasnet"]["dfkd"]["si_snri"]
+    expected = np.array([0.3, -0.2, 0.3, 0.3, 0.3, 0.3])
+    assert diff["mean"] == pytest.approx(expected.mean())
+    assert diff["se"] == pytest.approx(expected.std(ddof=1) / math.sqrt(6))
+    assert (diff["better"], diff["worse"], diff["clips"]) == (5, 1, 6)
+    assert results.paired["convtasnet"]["spectral"]["si_snri"]["better"] == 0
+
+
+def test_low_teacher_lead_is_flagged():
+    records = [r for r in _records() if r.model != "teacher"]
+    records.append(RunRecord("convtasnet", "teacher", 0, _scores(6.5, 0.0, OFFSETS), dict(NOISY)))
+    results = build_results(records)
+    text = to_markdown(results)
+    assert results.teacher_lead["convtasnet"]["meets_target"] is False
+    assert "BELOW the 2 dB target" in text
+    assert "+0.50" in text
+
+
+def test_paired_difference_single_clip_has_unknown_error():
+    diff = paired_difference({"a": 1.0}, {"a": 0.5, "b": 0.0})
+    assert diff["clips"] == 1 and diff["mean"] == 0.5 and math.isnan(diff["se"])
+
+
+def test_written_files(tmp_path):
+    sweeps = {"convtasnet": {"dfkd": {"chosen": 1.0, "candidates": {0.3: 5.1, 1.0: 5.4, 3.0: 4.9}}}}
+    results = build_results(_records(), sweeps=sweeps)
+    write_results(results, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert md.index("| – | noisy") < md.index("| convtasnet | teacher")
+    assert "dfkd ★" in md
+    assert "teacher leads `none` by +3.00" in md
+    assert "**1: 5.40**" in md
+    assert "student seeds 1, 2" in md and "2025-06-01 to 2025-06-02" in md and "hostA" in md
+    assert "640 k" in md and "2.50 G" in md
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["kd_weight_sweeps"]["convtasnet"]["dfkd"]["chosen"] == 1.0
+    assert data["paired_vs_none"]["convtasnet"]["dfkd"]["si_snri"]["better"] == 5
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("arch,model,preset,seeds,kd_weight,best_student,pesq_wb_mean")
+    assert len(lines) == 1 + 5
+
+
+def test_read_per_file_csv_roundtrip(tmp_path):
+    path = tmp_path / "per_file.csv"
+    path.write_text("name,si_snr,pesq_wb,noisy_si_snr\na,1.5,2.0,0.5\nb,2.5,,0.25\n")
+    scores, noisy = read_per_file_csv(path)
+    assert scores == {"a": {"si_snr": 1.5, "pesq_wb": 2.0}, "b": {"si_snr": 2.5}}
+    assert noisy == {"a": {"si_snr": 0.5}, "b": {"si_snr": 0.25}}
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _write_wav(path: Path, audio: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _build_report(out: Path) -> Path:
+    results = build_results(_records())
+    write_results(results, out)
+    (out / "plots").mkdir()
+    (out / "audio").mkdir()
+    figures = [ReportFigure("Metric deltas", "plots/deltas.png", "paired differences")]
+    assert plots.plot_deltas(results, out / "plots" / "deltas.png") is not None
+    counts = np.zeros(257)
+    counts[[3, 4, 4, 5, 6]] = [10, 40, 40, 5, 5]
+    rolloff = np.zeros(257)
+    rolloff[10:60] = 3
+    assert plots.plot_crossover({"convtasnet": {"cummax-slope": counts, "energy-rolloff:0.9": rolloff}},
+                                out / "plots" / "crossover.png") is not None
+    figures.append(ReportFigure("Crossover", "plots/crossover.png"))
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    clean = 0.3 * np.sin(2 * np.pi * 220 * t) * (t < 0.6)
+    waves = [("noisy", clean + 0.05 * rng.standard_normal(t.size)), ("clean", clean),
+             ("student none", clean + 0.02 * rng.standard_normal(t.size))]
+    plots.plot_spectrograms("clip0", waves, out / "plots" / "clip0.png")
+    audio = []
+    for label, wave_ in waves:
+        _write_wav(out / "audio" / f"clip0_{label.replace(' ', '_')}.wav", wave_)
+        audio.append((label, f"audio/clip0_{label.replace(' ', '_')}.wav"))
+    clips = [ReportClip("clip0", "plots/clip0.png", audio)]
+    return write_report_html(results, out, figures, clips)
+
+
+def test_plots_are_nonblank_pngs(tmp_path):
+    _build_report(tmp_path)
+    for name in ("deltas", "crossover", "clip0"):
+        path = tmp_path / "plots" / f"{name}.png"
+        width, height = _png_size(path)
+        assert width > 300 and height > 200
+        assert path.stat().st_size > 10_000  # text, bars and a spectrogram, not an empty canvas
+
+
+def test_report_html_is_self_contained(tmp_path):
+    page = _build_report(tmp_path).read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "http://" not in page and "https://" not in page  # no external resource
+    assert page.count("<audio") == 3 and 'src="audio/clip0_noisy.wav"' in page
+    assert "dfkd ★" in page and "teacher leads" in page
+
+
+def test_report_html_refuses_missing_files(tmp_path):
+    results = build_results(_records())
+    with pytest.raises(FileNotFoundError, match="plots/missing.png"):
+        write_report_html(results, tmp_path, [ReportFigure("x", "plots/missing.png")])
+
+
+CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium") if Path("/usr/bin/chromium").exists() else None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's `chromium` is not installed "
+                    "(apt-get install chromium) so report.html cannot be rendered headless")
+def test_report_renders_in_headless_chromium(tmp_path):
+    page = _build_report(tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+               "--window-size=1280,2000", page.resolve().as_uri()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _png_size(shot) == (1280, 2000)
+    from matplotlib.image import imread
+
+    pixels = imread(str(shot))[..., :3]
+    # a rendered table, text and figures: many distinct colours, not a blank white page
+    assert pixels.std() > 0.05
+    dark = (pixels.mean(axis=-1) < 0.5).mean()
+    assert 0.005 < dark < 0.9

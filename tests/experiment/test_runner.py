@@ -1,0 +1,294 @@
+"""The comparison grid: config checks, planning, lambda choice, reuse and resume, the outputs.
+
+The grid logic is driven by a fast fake trainer (a seeded `mini` model saved as a checkpoint,
+optionally "interrupted" half-way), scored for real by dfkd.evaluation.evaluate on a tiny synthetic corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dfkd import models
+from dfkd.checkpoint import model_payload, save_checkpoint
+from dfkd.errors import DfkdError
+from dfkd.experiment.runner import ExperimentRunner
+from dfkd.experiment.config import load_config, parse_config
+from dfkd.experiment.plan import TrainJob, sweep_weights
+
+REPO = Path(__file__).resolve().parents[2]
+METRICS = ["stoi", "si_snr", "si_snri"]  # PESQ is exercised by test_evaluate; keep this fast
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from dfkd.data.demo.build import DemoSettings, build_demo_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "demo"
+    build_demo_corpus(out, DemoSettings(minutes=0.2, valid_minutes=0.05, test_minutes=0.05, synthetic=True),
+                      progress=False, log=lambda _: None)
+    return out
+
+
+def _raw(**overrides) -> dict:
+    raw = {
+        "name": "unit", "architectures": ["convtasnet"], "seeds": [1, 2],
+        "methods": ["none", "dfkd", {"name": "dfkd-fixed", "method": "dfkd", "adapter": "fixed:1000"}],
+        "teacher": {"preset": "mini", "pretrained": "none", "steps": 4, "batch_size": 2, "seed": 0},
+        "student": {"preset": "mini", "steps": 4, "batch_size": 2},
+        "sweep": {"factors": [1, 3], "steps": 4, "seeds": [1]},
+        "evaluation": {"metrics": METRICS, "workers": 0, "rtf_threads": 1},
+        "report": {"clips": 1},
+    }
+    raw.update(overrides)
+    return raw
+
+
+class FakeTrainer:
+    """Seeded random `mini` models; counts steps, and can stop a chosen run half-way once."""
+
+    def __init__(self, interrupt: str | None = None) -> None:
+        self.calls: list[TrainJob] = []
+        self.interrupt = interrupt
+
+    def __call__(self, job: TrainJob, run_dir: Path) -> None:
+        self.calls.append(job)
+        last = run_dir / "last.pt"
+        step = torch.load(last, weights_only=True)["step"] if last.is_file() else 0
+        generator_seed = int(job.key(), 16) % (2**31)
+        torch.manual_seed(generator_seed)
+        model = models.build(job.arch, job.preset)
+        (run_dir / "steps.log").open("a").write(f"{step}\n")
+        if self.interrupt and self.interrupt in run_dir.name and step == 0:
+            save_checkpoint(last, {"step": job.steps // 2})
+            raise KeyboardInterrupt
+        save_checkpoint(last, {"step": job.steps})
+        save_checkpoint(run_dir / "best.pt", model_payload(model))
+
+
+def _runner(tmp_path, corpus, trainer, **overrides) -> ExperimentRunner:
+    config = parse_config(_raw(**overrides))
+    return ExperimentRunner(config, tmp_path / "exp", corpus, trainer=trainer, roots=[tmp_path],
+                            progress=False, device="cpu")
+
+
+def test_shipped_configs_parse():
+    for name in ("demo", "demo_quick", "voicebank", "dns2020"):
+        config = load_config(REPO / "configs" / f"{name}.yaml")
+        assert {"none", "output", "sisnr", "spectral", "subband", "dfkd"} <= {v.method for v in config.variants}
+        assert config.teacher.seed not in config.seeds
+        adapters = {v.options.get("adapter", "cummax-slope") for v in config.variants if v.method == "dfkd"}
+        assert len(adapters) == 3, f"{name}: the DFKD adapter ablation needs three rules"
+        if name != "demo_quick":
+            assert len(config.seeds) >= 2 and len(config.architectures) == 3
+        assert min(config.sweep.factors) <= 0.3 and max(config.sweep.factors) >= 3  # method.md
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": [0, 1]}, "teacher seed 0 must not be a student seed"),
+    ({"methods": ["sisnr"]}, "must include `none`"),
+    ({"methods": ["none", "distill-all"]}, "unknown KD method"),
+    ({"methods": ["none", {"method": "dfkd", "adapter": "median"}]}, "adapter"),
+    ({"methods": ["none", "dfkd", "dfkd"]}, "appears twice"),
+    ({"student": {"preset": "huge"}}, "unknown preset"),
+    ({"sweep": {"factor": [1]}}, "unknown key"),
+    ({"bogus": 1}, "unknown key"),
+    ({"train": {"steps": 10}}, "set by the grid"),
+    ({"train": {"data": {"root": "/x"}}}, "set by the grid"),
+    ({"train": {"optim": {"learning_rate": 1}}}, "train.optim.learning_rate"),
+])
+def test_bad_configs_are_clear_errors(change, message):
+    with pytest.raises(DfkdError, match=message):
+        parse_config(_raw(**change))
+
+
+def test_sweep_candidates_and_identity():
+    config = parse_config(_raw(methods=["none", "dfkd", "sisnr"], sweep={"factors": [0.3, 1, 3]}))
+    dfkd = next(v for v in config.variants if v.name == "dfkd")
+    sisnr = next(v for v in config.variants if v.name == "sisnr")
+    assert sweep_weights(config, dfkd) == [0.3, 1.0, 3.0]
+    assert sweep_weights(config, sisnr) == [0.03, 0.1, 0.3]
+    job = TrainJob("convtasnet", "mini", "dfkd", 1.0, {}, "/a/t.pt", "teacher-x", 4, 2, 1, "/data")
+    moved = TrainJob("convtasnet", "mini", "dfkd", 1.0, {}, "/b/t.pt", "teacher-x", 4, 2, 1, "/data")
+    longer = TrainJob("convtasnet", "mini", "dfkd", 1.0, {}, "/a/t.pt", "teacher-x", 8, 2, 1, "/data")
+    assert job.key() == moved.key() != longer.key()
+
+
+def test_grid_runs_reuses_and_reports(tmp_path, corpus):
+    trainer = FakeTrainer()
+    runner = _runner(tmp_path, corpus, trainer)
+    results = runner.run()
+    out = tmp_path / "exp"
+    # 1 teacher + 2 KD variants x 2 lambdas x 1 sweep seed + final 3 variants x 2 seeds, minus the
+    # final runs that equal a sweep run (same steps, seed 1, chosen lambda): 2 of them
+    assert len(trainer.calls) == 1 + 4 + 6 - 2
+    teacher_jobs = [j for j in trainer.calls if j.method is None]
+    assert len(teacher_jobs) == 1 and teacher_jobs[0].seed == 0
+    students = [j for j in trainer.calls if j.method is not None]
+    assert {j.seed for j in students} == {1, 2}
+    assert {j.steps for j in students} == {4} and {j.batch_size for j in students} == {2}
+    assert all(j.teacher_id and j.teacher.endswith("best.pt") for j in students if j.method != "none")
+    assert all(j.teacher is None and j.kd_weight == 0.0 for j in students if j.method == "none")
+
+    sweeps = json.loads((out / "sweeps.json").read_text())["convtasnet"]
+    assert set(sweeps) == {"dfkd", "dfkd-fixed"}
+    for name, sweep in sweeps.items():
+        candidates = {float(k): v for k, v in sweep["candidates"].items()}
+        assert sorted(candidates) == [1.0, 3.0]
+        assert sweep["chosen"] == max(candidates, key=candidates.get)
+    rows = {(r.arch, r.model): r for r in results.rows}
+    assert [r.model for r in results.rows] == ["noisy", "teacher", "none", "dfkd", "dfkd-fixed"]
+    assert rows[("convtasnet", "dfkd")].kd_weight == sweeps["dfkd"]["chosen"]
+    assert rows[("convtasnet", "none")].seeds == [1, 2]
+    assert rows[("convtasnet", "teacher")].params == models.count_params(models.build("convtasnet", "mini"))
+    assert rows[("convtasnet", "none")].macs > 0 and rows[("convtasnet", "none")].rtf > 0
+    md = (out / "results.md").read_text()
+    assert "teacher leads `none` by" in md and "student seeds 1, 2, teacher seed(s) 0" in md
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["paired_vs_none"]["convtasnet"]) == {"teacher", "dfkd", "dfkd-fixed"}
+    for name in ("report.html", "plots/deltas.png", "plots/crossover.png", "results.csv"):
+        assert (out / name).is_file(), name
+    crossover = json.loads((out / "crossover.json").read_text())
+    rules = next(iter(crossover.values()))
+    assert set(rules) == {"cummax-slope", "fixed:1000"}
+    assert sum(rules["fixed:1000"]) > 0 and rules["fixed:1000"].index(max(rules["fixed:1000"])) == 32
+    html = (out / "report.html").read_text()
+    assert html.count("<audio") == 5  # one clip: noisy, clean, teacher, none, dfkd
+    for wav in (out / "audio").rglob("*.wav"):
+        assert wav.stat().st_size > 1000
+
+    # restarted: nothing is trained or scored again, and the same table comes out
+    again = FakeTrainer()
+    runner2 = _runner(tmp_path, corpus, again)
+    results2 = runner2.run()
+    assert again.calls == [] and runner2.counts["scored"] == 0 and runner2.counts["reused"] == 11
+    assert results2.to_dict()["rows"] == results.to_dict()["rows"]
+
+    # more student steps is another experiment: no student run is done, the teacher still is
+    plan = _runner(tmp_path, corpus, FakeTrainer(),
+                   student={"preset": "mini", "steps": 5, "batch_size": 2}, sweep={"factors": [1, 3]}).plan()
+    assert runner2.is_scored(plan["convtasnet"]["teacher"])
+    assert not any(runner2.is_trained(c) for c in plan["convtasnet"]["sweep"] + plan["convtasnet"]["final"])
+
+
+def test_interrupted_run_resumes_without_redoing_work(tmp_path, corpus):
+    raw = {"methods": ["none"], "report": {"clips": 0},
+           "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False}}
+    first = FakeTrainer(interrupt="seed1")  # the first `none` run is cut half-way
+    with pytest.raises(KeyboardInterrupt):
+        _runner(tmp_path, corpus, first, **raw).run()
+    cut = next((tmp_path / "exp" / "runs" / "convtasnet" / "none").glob("*seed1*"))
+    assert not (cut / "trained.json").exists()
+
+    second = FakeTrainer()
+    _runner(tmp_path, corpus, second, **raw).run()
+    # only the cut run (resumed from its half-way checkpoint) and the run never started are trained
+    assert sorted((j.method, j.seed) for j in second.calls) == [("none", 1), ("none", 2)]
+    assert (cut / "steps.log").read_text().split() == ["0", "2"]
+
+
+def test_pretrained_teacher_is_used_instead_of_training(tmp_path, corpus):
+    torch.manual_seed(0)
+    (tmp_path / "pretrained").mkdir()
+    save_checkpoint(tmp_path / "pretrained" / "convtasnet_mini.pt",
+                    model_payload(models.build("convtasnet", "mini")))
+    trainer = FakeTrainer()
+    raw = {"methods": ["none", "output"], "seeds": [1], "sweep": {"factors": [1], "steps": 4},
+           "teacher": {"preset": "mini", "pretrained": "auto", "seed": 0}, "report": {"clips": 0},
+           "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False}}
+    results = _runner(tmp_path, corpus, trainer, **raw).run()
+    assert all(j.method is not None for j in trainer.calls)  # no teacher training
+    assert {j.teacher for j in trainer.calls if j.method == "output"} == {
+        str((tmp_path / "pretrained" / "convtasnet_mini.pt").resolve())}
+    assert "pretrained teachers for convtasnet" in results.provenance
+
+
+def test_report_only_and_missing_data(tmp_path, corpus):
+    with pytest.raises(DfkdError, match="corpus folder not found"):
+        _runner(tmp_path, tmp_path / "nowhere", FakeTrainer())
+    with pytest.raises(DfkdError, match="no evaluated runs"):
+        _runner(tmp_path, corpus, FakeTrainer()).run(report_only=True)
+
+
+def test_command_dry_run(tmp_path, corpus, capsys):
+    from dfkd import cli
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(_raw()))
+    code = cli.main(["experiment", "--config", str(path), "--data", str(corpus),
+                     "--out", str(tmp_path / "exp"), "--dry-run"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "convtasnet: teacher trained in the grid" in out
+    assert "4 sweep runs, 0 done" in out and "6 final runs, 0 done" in out
+
+
+def test_grid_with_the_real_trainer(tmp_path, corpus):
+    """The default trainer (dfkd.training.run) runs a grid cell end to end and resumes a cut run."""
+    train = {"data": {"segment_seconds": 0.5, "valid_segment_seconds": 0.5, "valid_clips": 2,
+                      "pesq_clips": 0}, "valid_every": 2, "checkpoint_every": 1, "threads": 1}
+    raw = {"methods": ["none", "dfkd"], "seeds": [1], "sweep": {"factors": [1], "steps": 2},
+           "teacher": {"preset": "mini", "pretrained": "none", "steps": 2, "batch_size": 2, "seed": 0},
+           "student": {"preset": "mini", "steps": 2, "batch_size": 2}, "train": train,
+           "report": {"clips": 0}, "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0,
+                                                  "complexity": False}}
+    config = parse_config(_raw(**raw))
+    runner = ExperimentRunner(config, tmp_path / "exp", corpus, roots=[tmp_path], progress=False,
+                              device="cpu")
+    results = runner.run()
+    assert [r.model for r in results.rows] == ["noisy", "teacher", "none", "dfkd"]
+    dfkd_run = next((tmp_path / "exp" / "runs" / "convtasnet" / "dfkd").iterdir())
+    history = json.loads((dfkd_run / "history.json").read_text())
+    assert history["run"]["method"] == "dfkd" and history["run"]["seed"] == 1
+    assert history["run"]["teacher_seed"] == 0
+    # the crossover histogram comes from the dfkd runs' own validation logs (nothing recomputed)
+    assert (tmp_path / "exp" / "plots" / "crossover.png").is_file()
+    assert not (tmp_path / "exp" / "crossover.json").exists()
+    # a run cut after its last checkpoint (no trained.json) is resumed, not restarted or refused
+    (dfkd_run / "trained.json").unlink()
+    for path in dfkd_run.glob("eval-*"):
+        shutil.rmtree(path)
+    again = ExperimentRunner(config, tmp_path / "exp", corpus, roots=[tmp_path], progress=False,
+                             device="cpu")
+    again.run()
+    # the same run is the sweep cell (validation) and the final cell (test): two scorings
+    assert again.counts["trained"] == 1 and again.counts["scored"] == 2
+
+
+def test_parallel_runs_train_in_worker_processes(tmp_path, corpus):
+    raw = {"methods": ["none"], "parallel_runs": 2, "report": {"clips": 0},
+           "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False}}
+    runner = _runner(tmp_path, corpus, FakeTrainer(), **raw)
+    if runner.parallel_runs < 2:
+        pytest.skip("one usable core: no parallel runs")
+    runner.run()
+    assert runner.counts == {"trained": 3, "reused": 0, "scored": 3}
+    runs = sorted((tmp_path / "exp" / "runs" / "convtasnet" / "none").iterdir())
+    assert [r.name.split("-")[1] for r in runs] == ["seed1", "seed2"]
+    for run in runs:
+        trained = json.loads((run / "trained.json").read_text())
+        assert trained["job"]["seed"] == int(run.name.split("-")[1][4:])
+        assert any(p.name == "done.json" for p in run.glob("eval-test-*/done.json"))
+    # resumed serially: everything is reused
+    again = _runner(tmp_path, corpus, FakeTrainer(), **{**raw, "parallel_runs": 1})
+    again.run()
+    assert again.counts == {"trained": 0, "reused": 3, "scored": 0}
+
+
+def test_sweep_score_from_history_when_validation_is_mixed_on_the_fly(tmp_path, corpus):
+    runner = _runner(tmp_path, corpus, FakeTrainer())
+    cell = next(c for c in runner.plan()["convtasnet"]["sweep"])
+    cell.run_dir.mkdir(parents=True)
+    history = {"valid": [{"step": 2, "si_snr": 1.5}, {"step": 4, "si_snr": 2.5}, {"step": 6, "si_snr": 2.0}]}
+    (cell.run_dir / "history.json").write_text(json.dumps(history))
+    runner.has_valid_files = lambda: False  # as for a DNS Challenge root
+    runner.ensure_scored(cell)
+    summary = json.loads((cell.eval_dir / "summary.json").read_text())
+    assert summary["metrics"]["si_snr"]["mean"] == 2.5  # the best.pt validation score
+    chosen, record = runner.choose_weights("convtasnet", [cell], partial=True)
+    assert record[cell.model]["candidates"] == {cell.kd_weight: 2.5}
