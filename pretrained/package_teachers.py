@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from dfkd.checkpoint import atomic_write
+from dfkd.files import atomic_write
 
 ARCHS = ("convtasnet", "dptnet", "dccrn")
 MAX_BYTES = 5 * 1024 * 1024  # design.md: each committed teacher <= 5 MB

@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .errors import DfkdError
 
 #: File extensions that dfkd treats as audio when it scans folders (all readable by soundfile).

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes and loading a model from any checkpoint a user may hand us.
+"""Checkpoints: the format, resolving a run folder, and loading a model from any checkpoint a user may hand us.
 
 A dfkd checkpoint is a dict with ``format="dfkd"``, ``arch``, ``config`` (constructor kwargs),
 ``state_dict`` and optional training state. asteroid checkpoints (``model_args`` + ``state_dict``)
@@ -8,7 +8,6 @@ load through :func:`dfkd.models.from_asteroid`.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,25 +15,9 @@ import torch
 from torch import nn
 
 from .errors import DfkdError
+from .files import atomic_write
 
 FORMAT = "dfkd"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import DfkdError, NotAvailableYet
+from .errors import DfkdError
 
 # name -> one-line help. Order is the order of the data path (README tour).
 COMMANDS: dict[str, str] = {
@@ -30,17 +30,13 @@ COMMANDS: dict[str, str] = {
 
 
 def _load_command(name: str):
-    """The command's module, None when it is not built yet, or the import error it raised.
+    """The command's module, or the import error it raised.
 
     A command that fails to import must not take the other commands down with it: its error is
     reported when that command is run (and `tests/test_package.py` imports every command).
     """
     try:
         return importlib.import_module(f"dfkd.commands.{name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"dfkd.commands.{name}":
-            return None
-        return err
     except Exception as err:  # noqa: BLE001 - reported when the command runs
         return err
 
@@ -65,8 +61,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if isinstance(module, BaseException):
             p.set_defaults(_module=None, _name=name, _import_error=module)
             continue
-        if module is not None:
-            module.add_arguments(p)
+        module.add_arguments(p)
         p.set_defaults(_module=module, _name=name)
     return parser
 
@@ -86,8 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dfkd {args._name}: internal error: the command failed to load "
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return 3
-        if args._module is None:
-            raise NotAvailableYet(f"`dfkd {args._name}`")
         return int(args._module.run(args) or 0)
     except DfkdError as err:
         print(f"dfkd {args._name}: error: {err}", file=sys.stderr)

@@ -8,10 +8,3 @@ exits non-zero without a traceback; programming errors still raise ordinary exce
 
 class DfkdError(Exception):
     """An error caused by the user's input, with a message meant to be read by that user."""
-
-
-class NotAvailableYet(DfkdError):
-    """A capability that is planned but not built yet."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is not available yet in this version of dfkd")

@@ -15,7 +15,8 @@ import yaml
 from dfkd import cli
 from dfkd.checkpoint import load_model, read_checkpoint
 from dfkd.errors import DfkdError
-from dfkd.training.run import kd_loss_from_config, run_experiment_job, run_training
+from dfkd.experiment.jobs import train_job as run_experiment_job
+from dfkd.training.run import kd_loss_from_config, run_training
 from dfkd.training.config import (
     TrainConfig,
     all_keys,

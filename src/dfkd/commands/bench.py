@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -81,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
                        int8_ops=int8_ops(args))
     print(format_table(result))
     if args.json:
-        from ..checkpoint import atomic_write
+        from ..files import write_json
 
-        text = json.dumps(result.to_dict(), indent=2)
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+        write_json(args.json, result.to_dict())
     return 0

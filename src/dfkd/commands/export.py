@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -88,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
                   f"change {delta[metric]:+.3f}")
         print(f"    int8 output vs fp32 output: SI-SNR {quality['agreement_si_snr']:.1f} dB")
     if args.json:
-        from ..checkpoint import atomic_write
+        from ..files import write_json
 
-        text = json.dumps(report, indent=2)
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
+        write_json(args.json, report)
     sys.stdout.flush()
     return 0

@@ -7,13 +7,12 @@ table puts our presets' numbers side by side, with the measured CPU speed of eac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from .. import models
-from ..checkpoint import atomic_write
+from ..files import write_json
 from ..errors import DfkdError
 from ..models.complexity import count_macs, count_params, format_count, real_time_factor
 
@@ -140,13 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print("\nMACs per second of 16 kHz audio.")
     if args.json:
         payload = {"threads": rtf_threads, "rtf_seconds": args.seconds, "rows": rows}
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, indent=2, default=str)
-                handle.write("\n")
-
-        atomic_write(args.json, write)
+        write_json(args.json, payload, default=str)
         print(f"wrote {args.json}")
     if failures:
         print(f"dfkd models: {failures} model(s) failed to build or run (see the table)",

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from ..files import atomic_write
 from ..errors import DfkdError
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write
+from ..files import atomic_write
 from ..errors import DfkdError
 from .rewrite import CONTRIB_DOMAIN, for_export, uses_contrib_ops
 

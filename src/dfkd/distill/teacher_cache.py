@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..audio import load_mono
-from ..checkpoint import atomic_write
+from ..files import atomic_write
 from ..data.datasets import Pair, SegmentDataset
 
 CACHE_DIR_NAME = ".dfkd_teacher_cache"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import sys
@@ -32,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, load_mono, write_audio
-from ..checkpoint import atomic_write
+from ..files import write_json, write_text
 from ..data.datasets import Pair
 from ..errors import DfkdError
 from .metrics import DEFAULT_METRICS, NEEDS_NOISY, UNITS, check_metrics
@@ -187,22 +186,14 @@ class Summary:
     def write(self, out_dir: str | os.PathLike) -> None:
         """Write ``per_file.csv``, ``summary.json`` and ``summary.md`` atomically."""
         out = Path(out_dir)
-        _write_text(out / "per_file.csv", self.to_csv())
-        _write_text(out / "summary.json", json.dumps(self.to_dict(), indent=2) + "\n")
-        _write_text(out / "summary.md", self.to_markdown())
+        write_text(out / "per_file.csv", self.to_csv())
+        write_json(out / "summary.json", self.to_dict())
+        write_text(out / "summary.md", self.to_markdown())
 
 
 def _fmt(value: float | None) -> str:
     # repr of a float round-trips exactly: per_file.csv reproduces the means to the last bit
     return "" if value is None or not math.isfinite(value) else repr(float(value))
-
-
-def _write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------------------

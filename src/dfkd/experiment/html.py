@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote
 
+from ..files import write_text
 from .tables import (
-    format_difference, lead_sentence, metric_header, table_cells, table_header, write_text,
+    format_difference, lead_sentence, metric_header, table_cells, table_header,
 )
 from .results import BASELINE, NOISY, PAIRED_METRICS, TEACHER, Results
 

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.signal import stft as scipy_stft
 
-from ..checkpoint import atomic_write
+from ..files import atomic_write
 from .tables import metric_header
 from .results import BASELINE, DECIMALS, PAIRED_METRICS, TEACHER, Results
 

@@ -11,13 +11,17 @@
 * :func:`listening_clips`: a few test clips enhanced by the teacher, the ``none`` student and the
   ``dfkd`` student, as WAV files and spectrogram figures.
 * :func:`write_report`: all of the above plus the metric-delta chart into ``report.html``.
+
+The report gets plain data (:class:`ReportInputs`: the config, the folder, the cells and what is
+done, the pairs), never the object that runs the grid, so it cannot reach back into it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,12 +29,42 @@ import torch
 from . import plots
 from ..checkpoint import load_model
 from .html import ReportClip, ReportFigure, write_report_html
+from .config import EvaluationConfig, ExperimentConfig
 from .plan import Cell, pick_clips
-from .tables import write_text
+from ..files import write_json
 from .results import BASELINE, TEACHER, Results
 
-if TYPE_CHECKING:
-    from .runner import ExperimentRunner
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report needs of a grid, as plain data.
+
+    Attributes:
+        config: the grid's configuration.
+        out: the experiment folder.
+        teachers: arch -> the teacher cell.
+        finals: the final cells (students and teachers) of the table.
+        scored: the cells whose scoring is finished.
+        ready_teachers: the architectures whose teacher model exists (pretrained or trained).
+        test_pairs: the test split (after ``evaluation.test_clips``).
+        valid_pairs: the validation files, None when the corpus mixes them on the fly (DNS).
+        device: where the report runs models.
+        machine: one line describing this machine.
+    """
+
+    config: ExperimentConfig
+    out: Path
+    teachers: dict[str, Cell]
+    finals: Sequence[Cell]
+    scored: Sequence[Cell]
+    ready_teachers: frozenset[str]
+    test_pairs: Sequence[Any]
+    valid_pairs: Sequence[Any] | None
+    device: str
+    machine: str
+
+    def is_scored(self, cell: Cell) -> bool:
+        return cell in self.scored
 
 SAMPLE_RATE = 16000
 
@@ -42,12 +76,13 @@ def _load_cache(path: Path) -> dict[str, Any]:
         return {}
 
 
-def complexity(runner: "ExperimentRunner", arch: str, preset: str, source: str) -> dict[str, Any]:
-    """``{"params", "macs", "rtf"}`` of the model at ``source``, cached per arch and preset."""
+def complexity(out: Path, evaluation: EvaluationConfig, machine: str, arch: str, preset: str,
+               source: str) -> dict[str, Any]:
+    """``{"params", "macs", "rtf"}`` of the model at ``source``, cached per arch and preset in
+    ``out/complexity.json``."""
     from ..models.complexity import count_macs, count_params, real_time_factor
 
-    evaluation = runner.config.evaluation
-    path = runner.out / "complexity.json"
+    path = out / "complexity.json"
     cache = _load_cache(path)
     key = f"{arch}/{preset}/{evaluation.complexity_seconds:g}s/{evaluation.rtf_threads}threads"
     if key not in cache:
@@ -57,9 +92,9 @@ def complexity(runner: "ExperimentRunner", arch: str, preset: str, source: str) 
             "macs": int(count_macs(model, seconds=evaluation.complexity_seconds)),
             "rtf": float(real_time_factor(model, seconds=evaluation.complexity_seconds,
                                           threads=evaluation.rtf_threads)),
-            "machine": runner.machine,
+            "machine": machine,
         }
-        write_text(path, json.dumps(cache, indent=2) + "\n")
+        write_json(path, cache)
     return cache[key]
 
 
@@ -81,8 +116,7 @@ def _logged_counts(cells: Sequence[Cell]) -> list[int] | None:
     return None
 
 
-def crossover_histograms(runner: "ExperimentRunner", teachers: dict[str, Cell],
-                         finals: Sequence[Cell]) -> dict[str, dict[str, list[int]]]:
+def crossover_histograms(grid: ReportInputs) -> dict[str, dict[str, list[int]]]:
     """arch -> adapter rule -> counts per STFT bin of the crossover over the validation set.
 
     Taken from the DFKD runs' own logs (the trainer's validation, teacher outputs, non-silent
@@ -91,13 +125,14 @@ def crossover_histograms(runner: "ExperimentRunner", teachers: dict[str, Cell],
     """
     from ..distill.methods import make_kd_loss
 
-    variants = [v for v in runner.config.variants if v.method == "dfkd"]
+    variants = [v for v in grid.config.variants if v.method == "dfkd"]
     if not variants:
         return {}
-    path = runner.out / "crossover.json"
+    finals = grid.finals
+    path = grid.out / "crossover.json"
     cache = _load_cache(path)
     result: dict[str, dict[str, list[int]]] = {}
-    for arch, teacher in teachers.items():
+    for arch, teacher in grid.teachers.items():
         counts: dict[str, list[int]] = {}
         missing = {}
         for variant in variants:
@@ -112,27 +147,28 @@ def crossover_histograms(runner: "ExperimentRunner", teachers: dict[str, Cell],
         key = f"{arch}/{teacher.run_dir.name}"
         if missing and key in cache and set(missing) <= set(cache[key]):
             counts.update({rule: cache[key][rule] for rule in missing})
-        elif missing and runner.has_valid_files() and (teacher.checkpoint or runner.is_trained(teacher)):
-            recomputed = _recompute_counts(runner, teacher, missing)
+        elif missing and grid.valid_pairs is not None and arch in grid.ready_teachers:
+            recomputed = _recompute_counts(grid, teacher, missing)
             cache[key] = {**cache.get(key, {}), **recomputed}
-            write_text(path, json.dumps(cache) + "\n")
+            write_json(path, cache, indent=None)
             counts.update(recomputed)
         if counts:
             result[arch] = counts
     return result
 
 
-def _recompute_counts(runner: "ExperimentRunner", teacher: Cell, losses: dict[str, Any]
+def _recompute_counts(grid: ReportInputs, teacher: Cell, losses: dict[str, Any]
                       ) -> dict[str, list[int]]:
     """Run the teacher over the validation files and count each rule's crossover bins."""
     from ..audio import load_mono
 
-    model = load_model(teacher.model_path).to(runner.device).eval()
+    device = grid.device
+    model = load_model(teacher.model_path).to(device).eval()
     counts = {rule: torch.zeros(0, dtype=torch.long) for rule in losses}
     with torch.inference_mode():
-        for pair in runner.pairs("valid"):
-            noisy = torch.from_numpy(load_mono(pair.noisy, SAMPLE_RATE))[None].to(runner.device)
-            clean = torch.from_numpy(load_mono(pair.clean, SAMPLE_RATE))[None].to(runner.device)
+        for pair in grid.valid_pairs or ():
+            noisy = torch.from_numpy(load_mono(pair.noisy, SAMPLE_RATE))[None].to(device)
+            clean = torch.from_numpy(load_mono(pair.clean, SAMPLE_RATE))[None].to(device)
             output = model(noisy)[..., : clean.shape[-1]]
             for rule, loss in losses.items():
                 bins = loss(output, output, clean).crossover_bins.flatten().cpu()
@@ -151,67 +187,68 @@ def _level_matched(enhanced: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return out * (0.99 / peak) if peak > 0.99 else out
 
 
-def listening_clips(runner: "ExperimentRunner", teachers: dict[str, Cell], finals: Sequence[Cell]
-                    ) -> list[ReportClip]:
+def listening_clips(grid: ReportInputs, finals: Sequence[Cell]) -> list[ReportClip]:
     """Noisy / clean / teacher / student-``none`` / student-``dfkd`` for a few test clips."""
     from ..audio import load_mono, write_audio
     from ..evaluation.evaluate import enhance_utterance
 
-    pairs = runner.pairs("test")
-    chosen = [pairs[i] for i in pick_clips(runner.config.report.clips, len(pairs))]
+    pairs = grid.test_pairs
+    chosen = [pairs[i] for i in pick_clips(grid.config.report.clips, len(pairs))]
     if not chosen:
         return []
-    dfkd_name = next((v.name for v in runner.config.variants if v.method == "dfkd" and v.name == "dfkd"),
-                     next((v.name for v in runner.config.variants if v.method == "dfkd"), None))
+    variants = grid.config.variants
+    dfkd_name = next((v.name for v in variants if v.method == "dfkd" and v.name == "dfkd"),
+                     next((v.name for v in variants if v.method == "dfkd"), None))
+    out, device = grid.out, grid.device
     clips: list[ReportClip] = []
-    for arch, teacher in teachers.items():
+    for arch, teacher in grid.teachers.items():
         def first(model: str) -> Cell | None:
-            mine = [c for c in finals if c.arch == arch and c.model == model and runner.is_scored(c)]
+            mine = [c for c in finals if c.arch == arch and c.model == model and grid.is_scored(c)]
             return min(mine, key=lambda c: c.seed or 0) if mine else None
 
-        systems = [(f"teacher ({arch})", teacher if runner.is_scored(teacher) else None),
+        systems = [(f"teacher ({arch})", teacher if grid.is_scored(teacher) else None),
                    (f"student {BASELINE}", first(BASELINE))]
         if dfkd_name is not None:
             systems.append((f"student {dfkd_name}", first(dfkd_name)))
-        loaded = [(label, load_model(cell.model_path).to(runner.device).eval())
+        loaded = [(label, load_model(cell.model_path).to(device).eval())
                   for label, cell in systems if cell is not None]
         if not loaded:
             continue
         for pair in chosen:
             noisy, clean = load_mono(pair.noisy, SAMPLE_RATE), load_mono(pair.clean, SAMPLE_RATE)
             waves = [("noisy", noisy), ("clean", clean)]
-            waves += [(label, _level_matched(enhance_utterance(model, noisy, runner.device), clean))
+            waves += [(label, _level_matched(enhance_utterance(model, noisy, device), clean))
                       for label, model in loaded]
             audio = []
             for label, wave in waves:
                 shared = label in ("noisy", "clean")  # the same for every architecture
                 stem = label if shared else f"{arch}_{label.split(' (')[0].replace(' ', '_')}"
                 rel = f"audio/{pair.name}/{stem}.wav"
-                if not (shared and (runner.out / rel).is_file()):
-                    write_audio(runner.out / rel, wave, SAMPLE_RATE)
+                if not (shared and (out / rel).is_file()):
+                    write_audio(out / rel, wave, SAMPLE_RATE)
                 audio.append((label, rel))
             figure = f"plots/spectrograms_{arch}_{pair.name}.png"
-            plots.plot_spectrograms(f"{arch}: {pair.name}", waves, runner.out / figure)
+            plots.plot_spectrograms(f"{arch}: {pair.name}", waves, out / figure)
             clips.append(ReportClip(f"{arch}: {pair.name}", figure, audio))
     return clips
 
 
-def write_report(runner: "ExperimentRunner", results: Results, teachers: dict[str, Cell],
-                 finals: Sequence[Cell]) -> Path:
+def write_report(grid: ReportInputs, results: Results) -> Path:
     """Figures, audio and ``report.html`` into the experiment folder."""
+    out = grid.out
     figures = []
-    deltas = plots.plot_deltas(results, runner.out / "plots" / "deltas.png")
+    deltas = plots.plot_deltas(results, out / "plots" / "deltas.png")
     if deltas is not None:
         figures.append(ReportFigure(
             f"Gain over `{BASELINE}` per method", "plots/deltas.png",
             "Per clip, each method's score (mean over its seeds) minus the `none` student's; bars "
             "are the mean over test clips, error bars one standard error."))
-    histograms = crossover_histograms(runner, teachers, finals)
-    if plots.plot_crossover(histograms, runner.out / "plots" / "crossover.png") is not None:
+    histograms = crossover_histograms(grid)
+    if plots.plot_crossover(histograms, out / "plots" / "crossover.png") is not None:
         figures.append(ReportFigure(
             "DFKD crossover frequency", "plots/crossover.png",
             "Crossover chosen by each adapter rule on the teacher's outputs over the validation "
             "set (non-silent frames), as used in training."))
-    clips = listening_clips(runner, teachers, [c for c in finals if c.model != TEACHER])
-    return write_report_html(results, runner.out, figures, clips,
-                             title=f"dfkd comparison: {runner.config.name}")
+    clips = listening_clips(grid, [c for c in grid.finals if c.model != TEACHER])
+    return write_report_html(results, out, figures, clips,
+                             title=f"dfkd comparison: {grid.config.name}")

@@ -18,8 +18,9 @@ trainer again on the half-finished one, which resumes from that run's ``last.pt`
 named by a hash of everything that determines the weights, so a changed configuration gets new
 runs instead of silently reusing old ones.
 
-The trainer is a function ``trainer(job: TrainJob, run_dir: Path) -> None`` (default:
-:func:`train_job`, the :mod:`dfkd.training.run` API), so tests can drive the grid logic with a fast fake.
+The trainer is a function ``trainer(job: TrainJob, run_dir: Path)`` (default:
+:func:`dfkd.experiment.jobs.train_job`, which calls :func:`dfkd.training.run.run_training`), so
+tests can drive the grid logic with a fast fake.
 """
 
 from __future__ import annotations
@@ -44,10 +45,13 @@ from .config import ExperimentConfig
 from .plan import (
     SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, pick_clips, sweep_cells, teacher_cell,
 )
-from .tables import write_results, write_text
+from ..files import write_json
+from .jobs import train_job
+from .report import ReportInputs, complexity, write_report
+from .tables import write_results
 from .results import Results, RunRecord, build_results, read_per_file_csv
 
-Trainer = Callable[[TrainJob, Path], None]
+TrainFunction = Callable[[TrainJob, Path], Any]  # train_job or a test's fake
 TRAINED = "trained.json"
 EVALUATED = "done.json"
 
@@ -74,7 +78,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(path, payload, default=str)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -82,19 +86,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise DfkdError(f"{path}: unreadable ({err}); delete it to redo that step") from err
-
-
-def train_job(job: TrainJob, run_dir: Path) -> None:
-    """Train one grid cell with :mod:`dfkd.training.run` (resuming from ``run_dir/last.pt`` if present)."""
-    try:
-        from ..training import run as train_api
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.train":
-            raise
-        from ..errors import NotAvailableYet
-
-        raise NotAvailableYet("training (dfkd.training.run)") from err
-    return train_api.run_experiment_job(job, run_dir)  # adapted once dfkd.training.run lands
 
 
 def _usable_cores() -> int:
@@ -134,7 +125,7 @@ class ExperimentRunner:
     """
 
     def __init__(self, config: ExperimentConfig, out: str | os.PathLike, data: str | os.PathLike | None = None,
-                 *, trainer: Trainer | None = None, roots: Sequence[Path] | None = None,
+                 *, trainer: TrainFunction | None = None, roots: Sequence[Path] | None = None,
                  progress: bool = True, device: str | None = None) -> None:
         data = data if data is not None else config.data
         if data is None:
@@ -373,11 +364,10 @@ class ExperimentRunner:
         )
 
     def results(self, cells: Sequence[Cell], sweeps: dict[str, dict[str, Any]]) -> Results:
-        from .report import complexity
-
         records = [self.record(c) for c in cells if self.is_scored(c)]
         for record in records if self.config.evaluation.complexity else ():
-            sizes = complexity(self, record.arch, record.preset, record.source)
+            sizes = complexity(self.out, self.config.evaluation, self.machine, record.arch,
+                               record.preset, record.source)
             record.params, record.macs, record.rtf = sizes["params"], sizes["macs"], sizes["rtf"]
         return build_results(
             records, order=[v.name for v in self.config.variants], sweeps=sweeps,
@@ -426,7 +416,18 @@ class ExperimentRunner:
             raise DfkdError(f"{self.out}: no evaluated runs yet; run the grid without --report-only")
         results = self.results(scored, records)
         write_results(results, self.out)
-        from .report import write_report
-
-        write_report(self, results, teachers, scored)
+        write_report(self.report_inputs(teachers, scored), results)
         return results
+
+    def report_inputs(self, teachers: dict[str, Cell], finals: Sequence[Cell]) -> ReportInputs:
+        """What the report needs of this grid, as plain data."""
+        has_dfkd = any(v.method == "dfkd" for v in self.config.variants)
+        return ReportInputs(
+            config=self.config, out=self.out, teachers=dict(teachers), finals=list(finals),
+            scored=[c for c in [*teachers.values(), *finals] if self.is_scored(c)],
+            ready_teachers=frozenset(a for a, t in teachers.items()
+                                     if t.checkpoint is not None or self.is_trained(t)),
+            test_pairs=self.pairs("test"),
+            valid_pairs=self.pairs("valid") if has_dfkd and self.has_valid_files() else None,
+            device=self.device, machine=self.machine,
+        )

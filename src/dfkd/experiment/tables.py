@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..checkpoint import atomic_write
+from ..files import write_json, write_text
 from .results import DECIMALS, LABELS, NOISY, PAIRED_METRICS, TEACHER, UNITS, Results, Row
 
 
@@ -153,20 +152,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (readers of a live results folder never see half a table)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
-
-
 def write_results(results: Results, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``results.md``, ``results.csv`` and ``results.json`` into ``out_dir``."""
     out = Path(out_dir)
     paths = [out / "results.md", out / "results.csv", out / "results.json"]
     write_text(paths[0], to_markdown(results))
     write_text(paths[1], to_csv(results))
-    write_text(paths[2], json.dumps(_json_safe(results.to_dict()), indent=2) + "\n")
+    write_json(paths[2], _json_safe(results.to_dict()))
     return paths

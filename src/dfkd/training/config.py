@@ -57,6 +57,18 @@ class OptimConfig:
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
 
 
+# The ``kd.*`` config keys of each KD method -> the option names of dfkd.distill.make_kd_loss
+# (the one table between the two spellings; the experiment grid's cells use the option names).
+KD_OPTION_KEYS: dict[str, dict[str, str]] = {
+    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix"},
+    "subband": {"subband_bands": "bands"},
+    "dfkd": {
+        "adapter": "adapter", "crossover": "crossover", "beta": "beta",
+        "silence_db": "silence_db", "polarity_fix": "polarity_fix",
+    },
+}
+
+
 @dataclass
 class KDConfig:
     """Knowledge distillation: the teacher, the method and its options (see dfkd.distill.methods)."""

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..distill.adapter import N_FFT
-from ..checkpoint import atomic_write
+from ..files import write_text
 
 N_BINS = N_FFT // 2 + 1
 
@@ -176,7 +176,7 @@ class RunLog:
         if not self.enabled:
             return
         text = json.dumps(self.history, indent=1)
-        atomic_write(self.out_dir / "history.json", lambda tmp: Path(tmp).write_text(text))
+        write_text(self.out_dir / "history.json", text)
         self.writer.flush()
 
     def close(self) -> None:

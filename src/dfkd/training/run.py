@@ -1,7 +1,7 @@
 """Train a model or distil a student: set a run up, check every input, then hand over to the loop.
 
 ``run_training(config, out_dir, resume=...)`` is the API behind ``dfkd train`` and ``dfkd distill``
-(and the experiment grid, through :func:`run_experiment_job`). Everything a user can get wrong is
+(and the experiment grid, which turns each cell into a :class:`TrainConfig` first). Everything a user can get wrong is
 checked before the first step and raised as a :class:`~dfkd.errors.DfkdError`: unknown config keys,
 a missing or corrupt teacher checkpoint, a teacher of another architecture or sample rate, a
 student seed equal to the teacher's, a run folder that already holds a run, too little data.
@@ -38,34 +38,22 @@ from ..distill.teacher_cache import (
     supports_cache,
 )
 from .config import (
+    KD_OPTION_KEYS,
     RESUMABLE_KEYS,
     TrainConfig,
-    apply_mapping,
     differing_keys,
     dump_yaml,
     from_dict,
     load_yaml,
-    set_key,
     validate,
 )
 from .batches import build_datasets, load_validation_set
 from .trainer import DistContext, Trainer
 
-# KD config keys -> make_kd_loss option names, per method
-_KD_OPTIONS = {
-    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix"},
-    "subband": {"subband_bands": "bands"},
-    "dfkd": {
-        "adapter": "adapter", "crossover": "crossover", "beta": "beta",
-        "silence_db": "silence_db", "polarity_fix": "polarity_fix",
-    },
-}
-
-
 def kd_loss_from_config(config: TrainConfig) -> KDLoss:
     """The KD loss a config asks for (unknown methods and bad options raise DfkdError)."""
     kd = config.kd
-    options = {opt: getattr(kd, key) for key, opt in _KD_OPTIONS.get(kd.method, {}).items()}
+    options = {opt: getattr(kd, key) for key, opt in KD_OPTION_KEYS.get(kd.method, {}).items()}
     return make_kd_loss(kd.method, kd.weight, **options)
 
 
@@ -253,31 +241,3 @@ def _with_teacher_cache(config: TrainConfig, teacher: nn.Module, train_set, devi
                progress=config.progress and ctx.is_main, cache_dir=train_set.cache_dir)
     _barrier(ctx)
     return CachedTeacherDataset(train_set, cache)
-
-
-def run_experiment_job(job, run_dir: str | os.PathLike) -> Path:
-    """Train one cell of the comparison grid (:class:`dfkd.experiment.plan.TrainJob`).
-
-    Resumes from ``run_dir/last.pt`` when a previous call was cut short. ``job.options`` are config
-    keys (dotted, or nested like the YAML file).
-    """
-    run_dir = Path(run_dir)
-    config = TrainConfig()
-    config.model.arch, config.model.preset = job.arch, job.preset
-    config.kd.method = job.method or "none"
-    config.kd.weight = job.kd_weight if job.method else None
-    config.kd.teacher = job.teacher
-    options = dict(job.kd_options or {})
-    for key, option in _KD_OPTIONS.get(config.kd.method, {}).items():
-        if option in options:
-            set_key(config, f"kd.{key}", options.pop(option))
-    if options:
-        raise DfkdError(f"KD method {config.kd.method!r} has no option(s) {', '.join(options)}")
-    config.steps, config.batch_size, config.seed = job.steps, job.batch_size, job.seed
-    config.data.root = str(job.data)
-    extra = dict(job.options or {})
-    dotted = {k: v for k, v in extra.items() if "." in k}
-    apply_mapping(config, {k: v for k, v in extra.items() if "." not in k}, "train options")
-    for key, value in dotted.items():
-        set_key(config, key, value)
-    return run_training(config, run_dir, resume=(run_dir / "last.pt").is_file())

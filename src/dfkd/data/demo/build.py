@@ -37,7 +37,7 @@ from ... import __version__
 from . import noise as noise_lib
 from . import speech as speech_lib
 from ...audio import scale_to_snr, write_audio
-from ...checkpoint import atomic_write
+from ...files import write_json, write_text
 from ..layouts import CORPUS_META
 from ...errors import DfkdError
 
@@ -235,10 +235,6 @@ def _readme(meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 # ------------------------------------------------------------------------------------- building
 def _remove_stale_partials(out: Path) -> None:
     """Delete temp folders of builds whose process is gone (killed hard)."""
@@ -359,7 +355,7 @@ def _build_into(tmp: Path, settings: DemoSettings, wanted: dict, source: str, pr
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text(tmp / ITEMS_CSV, buffer.getvalue())
-    _write_text(tmp / "README.md", _readme(meta))
-    _write_text(tmp / CORPUS_META, json.dumps(meta, indent=2) + "\n")  # last: marks completeness
+    write_text(tmp / ITEMS_CSV, buffer.getvalue())
+    write_text(tmp / "README.md", _readme(meta))
+    write_json(tmp / CORPUS_META, meta)  # last: marks completeness
     return meta
