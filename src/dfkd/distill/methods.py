@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .adapter import HOP, N_FFT, FrequencyAdapter, magnitude, power, stft_frames
+from .adapter import FrequencyAdapter
+from .spectra import HOP, N_FFT, magnitude, power, stft_frames
 from ..errors import DfkdError
 from ..losses import neg_si_snr
 

@@ -19,8 +19,8 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ..errors import DfkdError
+from .. import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 INPUT_SECONDS = 9.01  # the model's fixed input: 144160 samples
 # Non-personalised calibration polynomials of dnsmos_local.py (highest power first).
 _POLY_SIG = np.poly1d([-0.08397278, 1.22083953, 0.0052439])

@@ -34,21 +34,14 @@ from ..audio import AUDIO_EXTENSIONS, load_mono, write_audio
 from ..files import write_json, write_text
 from ..data.datasets import Pair
 from ..errors import DfkdError
-from .metrics import DEFAULT_METRICS, NEEDS_NOISY, UNITS, check_metrics
+from .metrics import DECIMALS, DEFAULT_METRICS, LABELS, NEEDS_NOISY, UNITS, check_metrics
 from .scoring import ClipJob, ClipResult, score_clips
+from .. import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 # Enhanced and clean files of one utterance may differ by a little padding (frame multiples);
 # beyond this, the files are not the same utterance and the evaluation would be meaningless.
 LENGTH_TOLERANCE = 0.05
 
-_LABELS = {
-    "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI",
-    "si_snr": "SI-SNR", "si_snri": "SI-SNRi", "snr": "SNR", "csig": "CSIG", "cbak": "CBAK",
-    "covl": "COVL", "dnsmos_sig": "DNSMOS-SIG", "dnsmos_bak": "DNSMOS-BAK",
-    "dnsmos_ovrl": "DNSMOS-OVRL",
-}
-_DECIMALS = {"stoi": 3, "estoi": 3}
 
 
 def _stats(rows: Sequence[dict[str, float]], metrics: Sequence[str]) -> dict[str, dict]:
@@ -138,7 +131,7 @@ class Summary:
 
     def to_markdown(self) -> str:
         """A table of mean ± std per metric; the noisy input's row first when it is known."""
-        header = [_LABELS.get(m, m) + (f" ({UNITS[m]})" if m in UNITS else "")
+        header = [LABELS.get(m, m) + (f" ({UNITS[m]})" if m in UNITS else "")
                   for m in self.metrics]
         lines = [
             f"# Evaluation: {self.label}",
@@ -160,7 +153,7 @@ class Summary:
                 if entry is None or entry["mean"] is None:
                     cells.append("–")
                     continue
-                digits = _DECIMALS.get(metric, 2)
+                digits = DECIMALS.get(metric, 2)
                 cells.append(f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         if self.failed:

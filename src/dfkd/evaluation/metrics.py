@@ -43,7 +43,15 @@ DNSMOS_METRICS: tuple[str, ...] = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 ALL_METRICS: tuple[str, ...] = CORE_METRICS + DNSMOS_METRICS
 DEFAULT_METRICS: tuple[str, ...] = CORE_METRICS  # DNSMOS is an optional extra
 NEEDS_NOISY: frozenset[str] = frozenset({"si_snri"})
+# How each metric is shown in every table (dfkd evaluate's summary.md, the experiment's results).
+LABELS: dict[str, str] = {
+    "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI",
+    "si_snr": "SI-SNR", "si_snri": "SI-SNRi", "snr": "SNR", "csig": "CSIG", "cbak": "CBAK",
+    "covl": "COVL", "dnsmos_sig": "DNSMOS-SIG", "dnsmos_bak": "DNSMOS-BAK",
+    "dnsmos_ovrl": "DNSMOS-OVRL",
+}
 UNITS: dict[str, str] = {"si_snr": "dB", "si_snri": "dB", "snr": "dB"}
+DECIMALS: dict[str, int] = {"stoi": 3, "estoi": 3}  # others: 2
 _PESQ_RATE = 16000
 
 

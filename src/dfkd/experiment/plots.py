@@ -23,12 +23,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.signal import stft as scipy_stft
 
+from .. import SAMPLE_RATE
+from ..distill.spectra import N_FFT  # the adapter's STFT: bins are 31.25 Hz apart
 from ..files import atomic_write
 from .tables import metric_header
-from .results import BASELINE, DECIMALS, PAIRED_METRICS, TEACHER, Results
+from ..evaluation.metrics import DECIMALS
+from .results import BASELINE, PAIRED_METRICS, TEACHER, Results
 
-SAMPLE_RATE = 16000
-N_FFT = 512  # the adapter's STFT (method.md, "Notation"): bins are 31.25 Hz apart
 DPI = 100
 
 

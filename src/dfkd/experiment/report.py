@@ -33,6 +33,7 @@ from .config import EvaluationConfig, ExperimentConfig
 from .plan import Cell, pick_clips
 from ..files import write_json
 from .results import BASELINE, TEACHER, Results
+from .. import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,6 @@ class ReportInputs:
     def is_scored(self, cell: Cell) -> bool:
         return cell in self.scored
 
-SAMPLE_RATE = 16000
 
 
 def _load_cache(path: Path) -> dict[str, Any]:

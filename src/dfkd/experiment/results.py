@@ -32,19 +32,13 @@ import numpy as np
 
 from ..errors import DfkdError
 
+
 # Table columns, in the field's usual order (method.md, "What to report and plot").
 TABLE_METRICS: tuple[str, ...] = (
     "pesq_wb", "pesq_nb", "stoi", "estoi", "si_snr", "si_snri", "csig", "cbak", "covl",
 )
 # The few metrics the markdown's paired-difference table shows (results.json holds all of them).
 PAIRED_METRICS: tuple[str, ...] = ("si_snri", "pesq_wb", "estoi")
-LABELS: dict[str, str] = {
-    "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI",
-    "si_snr": "SI-SNR", "si_snri": "SI-SNRi", "snr": "SNR", "csig": "CSIG", "cbak": "CBAK",
-    "covl": "COVL",
-}
-UNITS: dict[str, str] = {"si_snr": "dB", "si_snri": "dB", "snr": "dB"}
-DECIMALS: dict[str, int] = {"stoi": 3, "estoi": 3}
 TEACHER = "teacher"
 BASELINE = "none"
 NOISY = "noisy"

@@ -45,6 +45,7 @@ from .config import ExperimentConfig
 from .plan import (
     SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, pick_clips, sweep_cells, teacher_cell,
 )
+from ..evaluation.scoring import default_workers
 from ..files import write_json
 from .jobs import train_job
 from .report import ReportInputs, complexity, write_report
@@ -69,7 +70,7 @@ def machine_description() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{platform.node() or 'unknown host'} ({cpu}, {_usable_cores()} cores{gpu}, "
+    return (f"{platform.node() or 'unknown host'} ({cpu}, {default_workers()} cores{gpu}, "
             f"torch {torch.__version__})")
 
 
@@ -86,13 +87,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise DfkdError(f"{path}: unreadable ({err}); delete it to redo that step") from err
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _init_worker(threads: int) -> None:
@@ -148,7 +142,7 @@ class ExperimentRunner:
         self.machine = machine_description()
         self._pairs: dict[str, list] = {}
         self.counts = {"trained": 0, "reused": 0, "scored": 0}
-        cores = _usable_cores()
+        cores = default_workers()
         self.parallel_runs = max(1, min(config.parallel_runs, cores))
         self.threads_per_run = max(1, cores // self.parallel_runs)
         self._pool: ProcessPoolExecutor | None = None

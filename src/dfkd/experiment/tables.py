@@ -14,19 +14,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..files import write_json, write_text
-from .results import DECIMALS, LABELS, NOISY, PAIRED_METRICS, TEACHER, UNITS, Results, Row
+from ..models.complexity import format_count as models_format_count
+from ..evaluation.metrics import DECIMALS, LABELS, UNITS
+from .results import NOISY, PAIRED_METRICS, TEACHER, Results, Row
 
 
 def format_count(value: float | None) -> str:
-    """``4984497 -> '4.98 M'``: three significant digits with a metric prefix."""
-    if value is None:
-        return "–"
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            scaled = value / factor
-            decimals = max(0, 2 - int(math.floor(math.log10(abs(scaled)))))
-            return f"{scaled:.{decimals}f} {prefix}"
-    return f"{value:.0f}"
+    """``4984497 -> '4.98 M'``: three significant digits with a metric prefix; ``–`` when unknown."""
+    return "–" if value is None else models_format_count(value)
 
 
 def metric_header(metric: str) -> str:

@@ -111,5 +111,6 @@ def from_asteroid(checkpoint: Mapping[str, Any]) -> nn.Module:
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (buffers excluded)."""
+    """Number of parameters of ``model`` (buffers excluded); ``trainable_only``: only those with
+    ``requires_grad``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

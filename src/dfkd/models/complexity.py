@@ -31,21 +31,11 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import count_params as _count_params
+from . import count_params  # noqa: F401  re-exported: every size measure of a model is here
 
 _GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 
 aten = torch.ops.aten
-
-
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``model`` (buffers excluded).
-
-    Args:
-        model: any module.
-        trainable_only: count only parameters with ``requires_grad``.
-    """
-    return _count_params(model, trainable_only=trainable_only)
 
 
 def recurrent_macs(module: nn.RNNBase, steps: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..distill.adapter import N_FFT
+from ..distill.spectra import N_FFT
 from ..files import write_text
 
 N_BINS = N_FFT // 2 + 1

@@ -40,8 +40,8 @@ from ...audio import scale_to_snr, write_audio
 from ...files import write_json, write_text
 from ..layouts import CORPUS_META
 from ...errors import DfkdError
+from ... import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 FORMAT_VERSION = 1
 ITEMS_CSV = "dfkd_corpus_items.csv"
 LEVEL_RANGE_DB = (-32.0, -20.0)

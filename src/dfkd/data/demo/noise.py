@@ -33,8 +33,8 @@ import numpy as np
 from scipy.signal import fftconvolve, welch
 
 from ...audio import load_mono
+from ... import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 MOH_DIR = Path("/usr/share/asterisk/moh")
 NOISE_TYPES: tuple[str, ...] = ("white", "pink", "brown", "speech_shaped", "babble", "hum",
                                 "clicks", "music")

@@ -23,8 +23,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
+from ... import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 ASTERISK_DOC = Path("/usr/share/doc")
 MIN_PROMPT_SECONDS = 0.3
