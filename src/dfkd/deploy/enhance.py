@@ -24,11 +24,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
+from .. import SAMPLE_RATE
 from ..files import atomic_write
+from ..models import frame_grid
+from ..models.inference import enhance_batch
 from ..errors import DfkdError
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
@@ -44,7 +47,7 @@ _CHUNK_BAR_MIN = 8
 class Backend(Protocol):
     """Anything that enhances a ``(batch, samples)`` float32 array at ``sample_rate``.
 
-    An optional ``grid`` attribute (samples at ``sample_rate``, see :func:`frame_grid`) aligns
+    An optional ``grid`` attribute (samples at ``sample_rate``, see :func:`dfkd.models.frame_grid`) aligns
     chunk starts with the model's framing.
     """
 
@@ -57,19 +60,13 @@ class TorchBackend:
     """A PyTorch model (eval mode, no autograd) on ``device``."""
 
     def __init__(self, model, device: str = "cpu") -> None:
-        import torch
-
         self.device = _torch_device(device)
         self.model = model.eval().to(self.device)
-        self.sample_rate = int(getattr(model, "sample_rate", 16000))
-        self.grid = frame_grid(getattr(model, "config", {}))
-        self._torch = torch
+        self.sample_rate = int(getattr(model, "sample_rate", SAMPLE_RATE))
+        self.grid = frame_grid(str(getattr(model, "ARCH", "")), getattr(model, "config", {}))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            noisy = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            return self.model(noisy).float().cpu().numpy()
+        return enhance_batch(self.model, batch, self.device)
 
 
 class OnnxBackend:
@@ -80,24 +77,13 @@ class OnnxBackend:
 
         self.session = onnx_session(path, threads=threads, device=device)
         meta = onnx_metadata(self.session)
-        self.sample_rate = int(meta.get("sample_rate", 16000))
-        self.grid = frame_grid(json.loads(meta.get("config", "{}")))
+        self.sample_rate = int(meta.get("sample_rate", SAMPLE_RATE))
+        self.grid = frame_grid(meta.get("arch", ""), json.loads(meta.get("config", "{}")))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         from .export import onnx_forward
 
         return onnx_forward(self.session, batch)
-
-
-def frame_grid(config: Mapping[str, Any]) -> int:
-    """Period, in samples, of a model's framing, from its constructor config.
-
-    The encoder stride (Conv-TasNet, DPTNet) or STFT hop (DCCRN), times DPTNet's segment hop in
-    frames: shifting the input by a multiple of this leaves every frame and segment boundary where
-    it was. 1 when the config names none of these.
-    """
-    step = int(config.get("stride") or config.get("hop_length") or 1)
-    return step * int(config.get("hop_size") or 1)
 
 
 def _torch_device(device: str):

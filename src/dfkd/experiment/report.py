@@ -190,7 +190,7 @@ def _level_matched(enhanced: np.ndarray, clean: np.ndarray) -> np.ndarray:
 def listening_clips(grid: ReportInputs, finals: Sequence[Cell]) -> list[ReportClip]:
     """Noisy / clean / teacher / student-``none`` / student-``dfkd`` for a few test clips."""
     from ..audio import load_mono, write_audio
-    from ..evaluation.evaluate import enhance_utterance
+    from ..models.inference import enhance_utterance
 
     pairs = grid.test_pairs
     chosen = [pairs[i] for i in pick_clips(grid.config.report.clips, len(pairs))]

@@ -13,10 +13,14 @@ Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0),
 (compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
 fewer parameters than ``small``), ``mini`` (tests).
 
-Every architecture module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs),
-``MODEL`` (the class, built as ``MODEL(**kwargs)``, keeping those kwargs in ``model.config``),
-``config_from_asteroid(model_args) -> kwargs`` and ``state_dict_from_asteroid(state_dict) ->
-state_dict`` (the key-name converter for asteroid checkpoints).
+A new architecture is one module plus one entry in :data:`_MODULES` (the only registry table).
+The module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs), ``MODEL`` (the
+class, built as ``MODEL(**kwargs)``, keeping those kwargs in ``model.config``), ``ASTEROID_CLASS``
+(asteroid's class name), ``config_from_asteroid(model_args) -> kwargs`` and
+``state_dict_from_asteroid(state_dict) -> state_dict`` (the key-name converter for asteroid
+checkpoints), and ``frame_grid(config) -> int`` (the period of its framing, which
+:mod:`dfkd.deploy` aligns chunks with). Export needs nothing: :mod:`dfkd.deploy.rewrite` speeds up
+known layers wherever they occur and leaves every other layer as it is.
 """
 
 from __future__ import annotations
@@ -29,12 +33,10 @@ from torch import nn
 
 from ..errors import DfkdError
 
-ARCHITECTURES: tuple[str, ...] = ("dccrn", "convtasnet", "dptnet")
-PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
-
+# The registry: architecture name -> its module in this package.
 _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
-# asteroid class name (as in checkpoints' `model_name` / fixtures' `model_class`) -> our architecture
-_ASTEROID_CLASSES = {"DCCRNet": "dccrn", "ConvTasNet": "convtasnet", "DPTNet": "dptnet"}
+ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
+PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
 
 
 def arch_module(arch: str) -> ModuleType:
@@ -84,12 +86,14 @@ def asteroid_arch(checkpoint: Mapping[str, Any]) -> str:
     """Which of our architectures an asteroid checkpoint dict holds."""
     name = str(checkpoint.get("model_class") or checkpoint.get("model_name") or "")
     short = name.rsplit(".", 1)[-1]
-    if short not in _ASTEROID_CLASSES:
+    # asteroid class name (checkpoints' `model_name` / fixtures' `model_class`) -> our architecture
+    classes = {arch_module(arch).ASTEROID_CLASS: arch for arch in _MODULES}
+    if short not in classes:
         raise DfkdError(
             f"not an asteroid checkpoint of a supported model (model class {name!r}); "
-            f"supported: {', '.join(_ASTEROID_CLASSES)}"
+            f"supported: {', '.join(classes)}"
         )
-    return _ASTEROID_CLASSES[short]
+    return classes[short]
 
 
 def from_asteroid(checkpoint: Mapping[str, Any]) -> nn.Module:
@@ -108,6 +112,16 @@ def from_asteroid(checkpoint: Mapping[str, Any]) -> nn.Module:
     state = module.state_dict_from_asteroid(checkpoint["state_dict"])
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def frame_grid(arch: str, config: Mapping[str, Any]) -> int:
+    """Period, in samples, of a model's framing, from its architecture and constructor config.
+
+    The encoder stride (Conv-TasNet, DPTNet) or STFT hop (DCCRN), times DPTNet's segment hop in
+    frames: shifting the input by a multiple of this leaves every frame and segment boundary where
+    it was. 1 for an architecture this registry does not know.
+    """
+    return int(arch_module(arch).frame_grid(config)) if arch in _MODULES else 1
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

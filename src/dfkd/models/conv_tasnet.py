@@ -29,6 +29,12 @@ from ..errors import DfkdError
 from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm
 
 ARCH = "convtasnet"
+ASTEROID_CLASS = "ConvTasNet"  # asteroid's class name in its checkpoints
+
+
+def frame_grid(config: Mapping[str, Any]) -> int:
+    """Period of the framing in samples (the encoder stride): see :func:`dfkd.models.frame_grid`."""
+    return int(config.get("stride") or 1)
 
 # Presets. MACs for one second of 16 kHz audio (dfkd.models.complexity.count_macs); step = one
 # Adam step (forward + backward) on a batch of 8 x 2 s on the project's 2-core CPU, wall time with

@@ -21,7 +21,7 @@ module contract of :mod:`dfkd.models` asks.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -44,6 +44,12 @@ from .dccrn_from_asteroid import (  # noqa: F401  re-exported (dfkd.models contr
 )
 
 ARCH = "dccrn"
+ASTEROID_CLASS = "DCCRNet"  # asteroid's class name in its checkpoints
+
+
+def frame_grid(config: Mapping[str, Any]) -> int:
+    """Period of the framing in samples (the STFT hop): see :func:`dfkd.models.frame_grid`."""
+    return int(config.get("hop_length") or 1)
 
 MASK_BOUNDS = ("tanh", "sigmoid", "none")
 # |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.

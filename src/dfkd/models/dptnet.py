@@ -49,6 +49,13 @@ from ..errors import DfkdError
 from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm
 
 ARCH = "dptnet"
+ASTEROID_CLASS = "DPTNet"  # asteroid's class name in its checkpoints
+
+
+def frame_grid(config: Mapping[str, Any]) -> int:
+    """Period of the framing in samples: encoder stride x segment hop (see
+    :func:`dfkd.models.frame_grid`)."""
+    return int(config.get("stride") or 1) * int(config.get("hop_size") or 1)
 
 
 class SequenceGlobalLayerNorm(GlobalLayerNorm):
