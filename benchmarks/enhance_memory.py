@@ -23,7 +23,8 @@ import soundfile as sf
 
 _CHILD = """
 import resource, sys, time
-from dfkd.deploy.enhance import enhance_file, load_backend
+from dfkd.deploy.backends import load_backend
+from dfkd.deploy.enhance import enhance_file
 backend = load_backend(sys.argv[1], threads=int(sys.argv[4]))
 start = time.perf_counter()
 info = enhance_file(backend, sys.argv[2], sys.argv[3], progress=False)

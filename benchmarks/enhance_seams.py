@@ -31,7 +31,8 @@ def main() -> int:
     import torch
 
     from dfkd.checkpoint import load_model
-    from dfkd.deploy.enhance import Chunking, TorchBackend, enhance_array, enhance_chunked
+    from dfkd.deploy.backends import TorchBackend
+    from dfkd.deploy.streaming import Chunking, enhance_array, enhance_chunked
     from dfkd.deploy.export import synthetic_pairs
     from dfkd.models import build
 

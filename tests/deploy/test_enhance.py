@@ -11,8 +11,9 @@ import torch
 
 from dfkd.checkpoint import model_payload, save_checkpoint
 from dfkd.cli import main
-from dfkd.deploy.enhance import (Chunking, TorchBackend, crossfade_ramp, enhance_array, enhance_chunked,
-                          enhance_file, load_backend)
+from dfkd.deploy.backends import TorchBackend, load_backend
+from dfkd.deploy.enhance import enhance_file
+from dfkd.deploy.streaming import Chunking, crossfade_ramp, enhance_array, enhance_chunked
 from dfkd.errors import DfkdError
 from dfkd.models import build
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..deploy.enhance import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+from ..deploy.streaming import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.enhance import Chunking, enhance_paths, load_backend
+    from ..deploy.backends import load_backend
+    from ..deploy.enhance import enhance_paths
+    from ..deploy.streaming import Chunking
 
     chunking = Chunking(args.chunk_seconds, args.overlap_seconds)
     backend = load_backend(args.checkpoint, device=args.device, threads=args.threads)
