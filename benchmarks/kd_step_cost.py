@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 
 from dfkd import models
-from dfkd.data.datasets import Pair
+from dfkd.data.layouts import Pair
 from dfkd.distill.methods import KD_METHODS
 from dfkd.losses import make_task_loss
 from dfkd.distill.teacher_cache import TeacherCache

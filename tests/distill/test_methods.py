@@ -184,7 +184,7 @@ def test_band_loss_gradient_matches_autograd_of_the_reference():
 
 
 def test_student_band_sums_backward_passes_gradcheck():
-    from dfkd.distill.methods import _StudentBandSums
+    from dfkd.distill.bands import _StudentBandSums
 
     gen = torch.Generator().manual_seed(2)
     student = torch.randn(2, 3, 9, 2, dtype=torch.float64, generator=gen).requires_grad_()

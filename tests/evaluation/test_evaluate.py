@@ -17,7 +17,7 @@ import torch
 from dfkd.evaluation import evaluate, metrics, scoring
 from dfkd.audio import load_mono
 from dfkd.cli import main
-from dfkd.data.datasets import Pair
+from dfkd.data.layouts import Pair
 
 SR = 16000
 FAST = ["pesq_wb", "stoi", "si_snr", "si_snri", "snr", "csig"]

@@ -56,7 +56,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..data.datasets import corpus_pairs, detect_layout, scan_pairs
+    from ..data.datasets import scan_pairs
+    from ..data.layouts import corpus_pairs, detect_layout
 
     layout = detect_layout(args.data)
     splits = args.split or ["train", "valid", "test"]

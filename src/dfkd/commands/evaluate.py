@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model is None or args.data is None:
             raise DfkdError("model mode needs both --model CKPT and --data DIR")
         from ..checkpoint import load_model
-        from ..data.datasets import corpus_pairs
+        from ..data.layouts import corpus_pairs
 
         model = load_model(args.model)
         pairs = corpus_pairs(args.data, args.split)

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import audio_info, load_mono_segment, resampled_length, scale_to_snr
-from .layouts import _stable_fraction, audio_files
+from .layouts import audio_files, stable_fraction
 from ..errors import DfkdError
 
 DEFAULT_SNR_RANGE: tuple[float, float] = (-5.0, 20.0)
@@ -60,9 +60,9 @@ def _group(path: Path) -> str:
 def holdout_files(files: Sequence[Path], split: str, valid_fraction: float) -> list[Path]:
     """Files of ``split`` ("train"/"valid") after holding out whole groups for validation."""
     groups = sorted({_group(p) for p in files})
-    held = {g for g in groups if _stable_fraction(g) < valid_fraction}
+    held = {g for g in groups if stable_fraction(g) < valid_fraction}
     if not held and len(groups) >= 2 and valid_fraction > 0:
-        held = {min(groups, key=_stable_fraction)}
+        held = {min(groups, key=stable_fraction)}
     return [p for p in files if (_group(p) in held) == (split == "valid")]
 
 

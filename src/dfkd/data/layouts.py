@@ -115,7 +115,7 @@ def pair_by_name(noisy_dir: Path, clean_dir: Path, strict: bool = True) -> list[
     return pairs
 
 
-def _stable_fraction(name: str) -> float:
+def stable_fraction(name: str) -> float:
     """A fixed pseudo-random number in [0, 1) for ``name`` (same on every machine and run)."""
     return int(hashlib.sha1(name.encode()).hexdigest()[:12], 16) / float(16**12)
 
@@ -127,8 +127,8 @@ def holdout_split(pairs: Sequence[Pair], split: str, valid_fraction: float) -> l
     """
     if split == "test":
         return list(pairs)
-    ranked = sorted(pairs, key=lambda p: _stable_fraction(p.name))
-    held = {p.name for p in ranked if _stable_fraction(p.name) < valid_fraction}
+    ranked = sorted(pairs, key=lambda p: stable_fraction(p.name))
+    held = {p.name for p in ranked if stable_fraction(p.name) < valid_fraction}
     if not held and len(ranked) >= 2 and valid_fraction > 0:
         held = {ranked[0].name}
     chosen = [p for p in pairs if (p.name in held) == (split == "valid")]

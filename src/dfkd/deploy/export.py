@@ -279,7 +279,7 @@ def corpus_test_pairs(root: str | os.PathLike, limit: int = 8,
                       sample_rate: int = 16000) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to ``limit`` ``(noisy, clean)`` test clips of a corpus (any layout ``dfkd.data.datasets`` reads)."""
     from ..audio import load_mono
-    from ..data.datasets import corpus_pairs
+    from ..data.layouts import corpus_pairs
 
     pairs = corpus_pairs(root, "test")[:limit]
     return [(load_mono(p.noisy, sample_rate, cache=False), load_mono(p.clean, sample_rate, cache=False))

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from ..audio import load_mono
 from ..files import atomic_write
-from ..data.datasets import Pair, SegmentDataset
+from ..data.datasets import SegmentDataset
+from ..data.layouts import Pair
 
 CACHE_DIR_NAME = ".dfkd_teacher_cache"
 

@@ -150,7 +150,7 @@ class ExperimentRunner:
     # ------------------------------------------------------------------------------- planning
     def pairs(self, split: str) -> list:
         if split not in self._pairs:
-            from ..data.datasets import corpus_pairs
+            from ..data.layouts import corpus_pairs
 
             pairs = corpus_pairs(self.data, split)
             if not pairs:
@@ -200,7 +200,7 @@ class ExperimentRunner:
 
     def has_valid_files(self) -> bool:
         """False for corpora whose validation mixtures are made on the fly (DNS Challenge)."""
-        from ..data.datasets import detect_layout
+        from ..data.layouts import detect_layout
 
         return detect_layout(self.data) != "dns"
 
