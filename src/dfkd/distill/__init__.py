@@ -1,7 +1,7 @@
-"""Stage 3, knowledge distillation: the KD losses between a student and a frozen teacher.
+"""Knowledge distillation: the KD losses between a student and a frozen teacher.
 
-``spectra`` holds the STFT helpers every spectral method shares, ``adapter`` the DFKD Frequency
-Adapter, ``methods`` every KD loss and :func:`make_kd_loss`, ``teacher_cache`` the stored teacher
+``spectra`` holds the STFT helpers every spectral method shares, ``adapter`` and ``bands`` the DFKD Frequency
+Adapter and band losses, ``methods`` every KD loss and :func:`make_kd_loss`, ``teacher_cache`` the stored teacher
 outputs that spare the teacher's forward pass.
 """
 

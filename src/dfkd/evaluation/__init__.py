@@ -1,4 +1,4 @@
-"""Stage 5, evaluation: score a model or a folder of enhanced files on a test set.
+"""Evaluation: score a model or a folder of enhanced files on a test set.
 
 ``metrics`` (one clip -> one number per metric, and the metric table: labels, units, decimals),
 ``composite`` and ``dnsmos`` (two of those metrics), ``scoring`` (many clips in worker processes),

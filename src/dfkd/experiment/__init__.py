@@ -1,4 +1,4 @@
-"""Stage 6, the comparison grid (``dfkd experiment``) and its report.
+"""The comparison grid (``dfkd experiment``) and its report.
 
 ``config`` (the YAML), ``plan`` (the cells and their run-folder hashes), ``runner`` (obtain and
 score every cell), ``results`` (tables' numbers from the scored cells), ``tables`` / ``plots`` /

@@ -1,4 +1,4 @@
-"""Stage 4, training: a :class:`~dfkd.training.config.TrainConfig` in, a run folder out.
+"""Training: a :class:`~dfkd.training.config.TrainConfig` in, a run folder out.
 
 ``config`` (the keys of ``dfkd train``), ``run`` (check the inputs and set a run up:
 :func:`~dfkd.training.run.run_training`), ``trainer`` (the loop), ``batches`` (datasets and
