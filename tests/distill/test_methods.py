@@ -14,6 +14,7 @@ from dfkd.distill.methods import (
     KD_METHODS,
     dfkd_band_losses,
     fix_polarity,
+    fix_scale,
     make_kd_loss,
 )
 from dfkd.errors import DfkdError
@@ -288,6 +289,43 @@ def test_dfkd_polarity_fix_makes_an_inverted_teacher_harmless():
     unfixed = make_kd_loss("dfkd", polarity_fix=False)(student, -teacher, clean)
     assert unfixed.parts["low"].item() == pytest.approx(2.0, abs=0.1)
     assert unfixed.loss > upright.loss + 2.0
+
+
+def test_fix_scale_is_the_least_squares_gain_per_utterance():
+    clean = _speechlike()
+    # utterance 0: the teacher 20 dB too quiet; utterance 1: inverted and twice too loud
+    teacher = torch.stack([0.1 * clean[0], -2.0 * clean[1]])
+    assert torch.allclose(fix_scale(teacher, clean), clean, atol=1e-6)
+    # by hand, with noise: g = <t, y> / <t, t>
+    gen = torch.Generator().manual_seed(5)
+    noisy_teacher = 0.3 * clean + 0.01 * torch.randn(clean.shape, generator=gen)
+    gain = (noisy_teacher * clean).sum(-1) / noisy_teacher.pow(2).sum(-1)
+    assert torch.allclose(fix_scale(noisy_teacher, clean), gain[:, None] * noisy_teacher)
+
+
+@pytest.mark.parametrize("method", ["output", "spectral", "subband", "dfkd"])
+def test_scale_fix_makes_the_teachers_level_irrelevant(method):
+    clean = _speechlike(seed=1)
+    gen = torch.Generator().manual_seed(3)
+    teacher = clean + 0.01 * torch.randn(clean.shape, generator=gen)
+    student = 0.5 * clean + 0.02 * torch.randn(clean.shape, generator=gen)
+    fixed = make_kd_loss(method, scale_fix=True)
+    assert fixed.options()["scale_fix"] is True
+    at_level = fixed(student, teacher, clean).loss
+    quiet = fixed(student, 0.05 * teacher, clean).loss  # the teacher 26 dB quieter
+    assert quiet.item() == pytest.approx(at_level.item(), rel=1e-4)
+    if method != "dfkd":  # dfkd's cosine terms are level-blind, its magnitude term is not
+        plain = make_kd_loss(method)
+        assert plain(student, 0.05 * teacher, clean).loss.item() != pytest.approx(
+            plain(student, teacher, clean).loss.item(), rel=1e-2)
+
+
+def test_scale_fix_gradient_reaches_the_student_only():
+    clean = _speechlike(seed=2)
+    teacher = (0.2 * clean).requires_grad_(True)
+    student = (0.9 * clean).clone().requires_grad_(True)
+    make_kd_loss("spectral", scale_fix=True)(student, teacher, clean).loss.backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
 
 
 def test_fix_polarity_per_utterance():

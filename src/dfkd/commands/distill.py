@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="whether the crossover bin belongs to both bands (default inclusive)")
     parser.add_argument("--no-polarity-fix", action="store_true",
                         help="do not flip the teacher to agree in sign with the clean target")
+    parser.add_argument("--scale-fix", action="store_true",
+                        help="output/spectral/subband/dfkd: bring the teacher to the clean target's "
+                             "scale first (its least-squares gain; includes the polarity fix)")
     parser.add_argument("--cache-teacher", action="store_true", default=None,
                         help="compute teacher outputs once and reuse them (fixed training sets)")
     parser.add_argument("--cache-dir", help="teacher cache folder (default: under the data root)")
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args, {**COMMON_FLAGS, **DISTILL_FLAGS}, defaults)
     if args.no_polarity_fix:
         config.kd.polarity_fix = False
+    if args.scale_fix:
+        config.kd.scale_fix = True
     if not config.kd.teacher:
         raise DfkdError("dfkd distill needs --teacher RUN_OR_CHECKPOINT")
     out = run_training(config, args.out, resume=args.resume)

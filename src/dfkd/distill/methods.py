@@ -97,12 +97,28 @@ class KDLoss:
         raise NotImplementedError
 
 
-def _polarity_fixed(teacher: torch.Tensor, clean: torch.Tensor | None, enabled: bool) -> torch.Tensor:
-    if not enabled:
+def fix_scale(teacher: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The teacher at the clean target's scale: its least-squares gain onto the target, ``g ŝ_T``
+    with ``g = <ŝ_T, y> / ||ŝ_T||^2`` per utterance (the projection SI-SNR makes, Le Roux et al.,
+    "SDR - half-baked or well done?", ICASSP 2019).
+
+    An SI-SNR-trained teacher has an arbitrary output level (measured on a real recording: the
+    DPTNet demo teacher 21.9 dB below its input), which every magnitude-based KD term inherits.
+    A negative gain also flips an inverted teacher, so this fix includes the polarity fix.
+    """
+    gain = (teacher * clean).sum(dim=-1, keepdim=True) / (teacher.pow(2).sum(dim=-1, keepdim=True) + EPS)
+    return gain * teacher
+
+
+def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polarity_fix: bool,
+                       scale_fix: bool = False) -> torch.Tensor:
+    """The teacher output a KD term compares with: as it is, sign-fixed or scale-fixed."""
+    if not (polarity_fix or scale_fix):
         return teacher
     if clean is None:
-        raise ValueError("the polarity fix needs the clean target; pass clean= or polarity_fix=False")
-    return fix_polarity(teacher, clean)
+        raise ValueError("the polarity and scale fixes need the clean target; pass clean= or "
+                         "polarity_fix=False, scale_fix=False")
+    return fix_scale(teacher, clean) if scale_fix else fix_polarity(teacher, clean)
 
 
 class NoKD(KDLoss):
@@ -116,22 +132,24 @@ class NoKD(KDLoss):
 
 
 class OutputKD(KDLoss):
-    """``output``: L1 or MSE between student and (polarity-fixed) teacher waveforms."""
+    """``output``: L1 or MSE between student and (polarity- or scale-fixed) teacher waveforms."""
 
     name = "output"
 
-    def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True) -> None:
+    def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True,
+                 scale_fix: bool = False) -> None:
         super().__init__(weight)
         if norm not in ("l1", "mse"):
             raise DfkdError(f"output KD: norm must be l1 or mse, not {norm!r}")
         self.norm = norm
         self.polarity_fix = bool(polarity_fix)
+        self.scale_fix = bool(scale_fix)
 
     def options(self) -> dict[str, Any]:
-        return {"norm": self.norm, "polarity_fix": self.polarity_fix}
+        return {"norm": self.norm, "polarity_fix": self.polarity_fix, "scale_fix": self.scale_fix}
 
     def compute(self, student, teacher, clean) -> KDOutput:
-        error = student - _polarity_fixed(teacher, clean, self.polarity_fix)
+        error = student - _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix)
         loss = error.abs().mean() if self.norm == "l1" else error.pow(2).mean()
         return KDOutput(loss, {})
 
@@ -146,11 +164,20 @@ class SiSnrKD(KDLoss):
 
 
 class SpectralKD(KDLoss):
-    """``spectral``: MSE between STFT magnitudes (512 / 128 Hann), on the waveforms' own scale."""
+    """``spectral``: MSE between STFT magnitudes (512 / 128 Hann), on the waveforms' own scale
+    (``scale_fix``: the teacher first brought to the clean target's scale, :func:`fix_scale`)."""
 
     name = "spectral"
 
+    def __init__(self, weight: float, scale_fix: bool = False) -> None:
+        super().__init__(weight)
+        self.scale_fix = bool(scale_fix)
+
+    def options(self) -> dict[str, Any]:
+        return {"scale_fix": self.scale_fix}
+
     def compute(self, student, teacher, clean) -> KDOutput:
+        teacher = _reference_teacher(teacher, clean, False, self.scale_fix)
         loss = (magnitude(stft_frames(teacher)) - magnitude(stft_frames(student))).pow(2).mean()
         return KDOutput(loss, {})
 
@@ -165,16 +192,18 @@ class SubbandKD(KDLoss):
 
     name = "subband"
 
-    def __init__(self, weight: float, bands: int = 4) -> None:
+    def __init__(self, weight: float, bands: int = 4, scale_fix: bool = False) -> None:
         super().__init__(weight)
         if int(bands) < 1 or int(bands) > N_FFT // 2 + 1:
             raise DfkdError(f"subband KD: bands must be in 1..{N_FFT // 2 + 1}, not {bands}")
         self.bands = int(bands)
+        self.scale_fix = bool(scale_fix)
 
     def options(self) -> dict[str, Any]:
-        return {"bands": self.bands}
+        return {"bands": self.bands, "scale_fix": self.scale_fix}
 
     def compute(self, student, teacher, clean) -> KDOutput:
+        teacher = _reference_teacher(teacher, clean, False, self.scale_fix)
         teacher_mag = magnitude(stft_frames(teacher))  # (batch, frames, bins)
         student_mag = magnitude(stft_frames(student))
         per_band = []
@@ -198,6 +227,9 @@ class DfkdKD(KDLoss):
         silence_db: frames whose teacher band energy lies this far below the utterance's loudest
             frame are left out of that band's mean.
         polarity_fix: flip the teacher per utterance to agree in sign with the clean target first.
+        scale_fix: bring the teacher to the clean target's scale first (:func:`fix_scale`; it
+            includes the polarity fix); the high band's magnitude term then compares levels that
+            do not depend on the teacher's arbitrary SI-SNR gain.
     """
 
     name = "dfkd"
@@ -210,6 +242,7 @@ class DfkdKD(KDLoss):
         beta: float = 0.5,
         silence_db: float = SILENCE_DB,
         polarity_fix: bool = True,
+        scale_fix: bool = False,
     ) -> None:
         super().__init__(weight)
         if not 0.0 <= float(beta) <= 1.0:
@@ -218,6 +251,7 @@ class DfkdKD(KDLoss):
         self.beta = float(beta)
         self.silence_db = float(silence_db)
         self.polarity_fix = bool(polarity_fix)
+        self.scale_fix = bool(scale_fix)
 
     def options(self) -> dict[str, Any]:
         return {
@@ -226,10 +260,11 @@ class DfkdKD(KDLoss):
             "beta": self.beta,
             "silence_db": self.silence_db,
             "polarity_fix": self.polarity_fix,
+            "scale_fix": self.scale_fix,
         }
 
     def compute(self, student, teacher, clean) -> KDOutput:
-        teacher = _polarity_fixed(teacher, clean, self.polarity_fix)
+        teacher = _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix)
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
@@ -278,8 +313,9 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
     """Build the KD loss ``method`` with lambda ``weight`` (default :data:`DEFAULT_WEIGHTS`).
 
     Options (``None`` values are ignored, so CLI flags left unset fall back to the defaults):
-    ``output``: ``norm`` (l1|mse), ``polarity_fix``; ``subband``: ``bands``; ``dfkd``:
-    ``adapter``, ``crossover``, ``beta``, ``silence_db``, ``polarity_fix``.
+    ``output``: ``norm`` (l1|mse), ``polarity_fix``, ``scale_fix``; ``spectral``: ``scale_fix``;
+    ``subband``: ``bands``, ``scale_fix``; ``dfkd``: ``adapter``, ``crossover``, ``beta``,
+    ``silence_db``, ``polarity_fix``, ``scale_fix``.
     """
     cls = _method_class(method)
     options = {k: v for k, v in options.items() if v is not None}
@@ -305,6 +341,7 @@ __all__ = [
     "N_FFT",
     "dfkd_band_losses",
     "fix_polarity",
+    "fix_scale",
     "kd_option_names",
     "make_kd_loss",
 ]

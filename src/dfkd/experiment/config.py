@@ -23,7 +23,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # could get other steps, data or seeds than another.
 GRID_KEYS = frozenset({
     "model.arch", "model.preset", "kd.method", "kd.teacher", "kd.weight", "kd.adapter",
-    "kd.crossover", "kd.beta", "kd.silence_db", "kd.polarity_fix", "kd.output_norm",
+    "kd.crossover", "kd.beta", "kd.silence_db", "kd.polarity_fix", "kd.scale_fix", "kd.output_norm",
     "kd.subband_bands", "steps", "batch_size", "seed", "data.root",
 })
 

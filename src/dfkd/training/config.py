@@ -60,11 +60,12 @@ class OptimConfig:
 # The ``kd.*`` config keys of each KD method -> the option names of dfkd.distill.make_kd_loss
 # (the one table between the two spellings; the experiment grid's cells use the option names).
 KD_OPTION_KEYS: dict[str, dict[str, str]] = {
-    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix"},
-    "subband": {"subband_bands": "bands"},
+    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix", "scale_fix": "scale_fix"},
+    "spectral": {"scale_fix": "scale_fix"},
+    "subband": {"subband_bands": "bands", "scale_fix": "scale_fix"},
     "dfkd": {
         "adapter": "adapter", "crossover": "crossover", "beta": "beta",
-        "silence_db": "silence_db", "polarity_fix": "polarity_fix",
+        "silence_db": "silence_db", "polarity_fix": "polarity_fix", "scale_fix": "scale_fix",
     },
 }
 
@@ -81,6 +82,7 @@ class KDConfig:
     beta: float = 0.5  # dfkd: high band cosine vs magnitude weight
     silence_db: float = -60.0  # dfkd: band energy below this (re loudest frame) is silence
     polarity_fix: bool = True  # dfkd/output: flip the teacher to agree in sign with the target
+    scale_fix: bool = False  # output/spectral/subband/dfkd: teacher at the target's scale first
     output_norm: str = "l1"  # output: l1 | mse
     subband_bands: int = 4  # subband: number of equal-width bands
     cache_teacher: bool = False  # store whole-utterance teacher outputs on disk and reuse them
