@@ -78,7 +78,7 @@ def _runner(tmp_path, corpus, trainer, **overrides) -> ExperimentRunner:
 
 
 def test_shipped_configs_parse():
-    for name in ("demo", "demo_quick", "voicebank", "dns2020"):
+    for name in ("demo", "demo_quick", "voicebank", "dns2020", "study"):
         config = load_config(REPO / "configs" / f"{name}.yaml")
         assert {"none", "output", "sisnr", "spectral", "subband", "dfkd"} <= {v.method for v in config.variants}
         assert config.teacher.seed not in config.seeds
@@ -226,6 +226,30 @@ def test_command_dry_run(tmp_path, corpus, capsys):
     out = capsys.readouterr().out
     assert "convtasnet: teacher trained in the grid" in out
     assert "4 sweep runs, 0 done" in out and "6 final runs, 0 done" in out
+
+
+def test_study_config_is_the_converged_grid():
+    config = load_config(REPO / "configs" / "study.yaml")
+    assert config.student.preset == "micro" and len(config.seeds) >= 3
+    assert config.evaluation.test_clips is None  # every test clip
+    assert config.student.steps > config.sweep_steps
+    scaled = {v.method for v in config.variants if v.options.get("scale_fix")}
+    assert scaled == {"spectral", "dfkd"}
+
+
+def test_command_arch_restricts_the_grid(tmp_path, corpus, capsys):
+    from dfkd import cli
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(_raw(architectures=["convtasnet", "dptnet"])))
+    args = ["experiment", "--config", str(path), "--data", str(corpus), "--out", str(tmp_path / "exp")]
+    assert cli.main(args + ["--dry-run", "--arch", "dptnet"]) == 0
+    out = capsys.readouterr().out
+    assert "dptnet: 4 sweep runs" in out and "convtasnet" not in out
+    assert cli.main(args + ["--dry-run", "--arch", "dccrn"]) == 1
+    assert "--arch 'dccrn': choose among the config's architectures (convtasnet, dptnet)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "exp").exists()
 
 
 def test_grid_with_the_real_trainer(tmp_path, corpus):

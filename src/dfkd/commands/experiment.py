@@ -1,6 +1,6 @@
 """`dfkd experiment`: run the comparison grid and write the results table, figures and report.
 
-    dfkd experiment --config configs/demo.yaml --out results/demo [--data DIR]
+    dfkd experiment --config configs/demo.yaml --out results/demo [--data DIR] [--arch A,B]
                     [--dry-run] [--report-only] [--device cpu|cuda] [--quiet]
 
 Finished cells are reused, so the same command resumes an interrupted grid.
@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (configs/demo.yaml, ...)")
     parser.add_argument("--out", required=True, help="experiment folder (runs, results, report)")
     parser.add_argument("--data", default=None, help="corpus folder (default: the config's `data`)")
+    parser.add_argument("--arch", default=None,
+                        help="only these of the config's architectures (comma-separated), e.g. the "
+                             "ones whose teacher already leads; their cells are the same as in the "
+                             "whole grid, so a later run of all reuses them")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the cells and how many are done; train nothing")
     parser.add_argument("--report-only", action="store_true",
@@ -48,6 +52,18 @@ def _dry_run(runner) -> int:
     return 0
 
 
+def only_architectures(config, names: str):
+    """The config restricted to the comma-separated ``names`` (each must be one of its own)."""
+    from dataclasses import replace
+
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in config.architectures]
+    if not wanted or unknown:
+        raise DfkdError(f"--arch {names!r}: choose among the config's architectures "
+                        f"({', '.join(config.architectures)})")
+    return replace(config, architectures=tuple(a for a in config.architectures if a in wanted))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..experiment.runner import ExperimentRunner
     from ..experiment.config import load_config
@@ -55,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run and args.report_only:
         raise DfkdError("--dry-run and --report-only exclude each other")
     config = load_config(args.config)
+    if args.arch:
+        config = only_architectures(config, args.arch)
     runner = ExperimentRunner(config, args.out, args.data, progress=not args.quiet, device=args.device)
     if args.dry_run:
         return _dry_run(runner)
