@@ -71,6 +71,7 @@ from ...models.complex_layers import ComplexConv2d, ComplexConvTranspose2d, Comp
 from ...models.conv_tasnet import TCNMasker, TemporalBlock
 from ...models.dccrn import DecoderBlock, EncoderBlock
 from ...models.dptnet import DualPathLayer, SelfAttention
+from ...models.layers import FreeDecoder
 
 __all__ = [
     "CONTRIB_DOMAIN", "ChannelLastGlobalLayerNorm", "Conv1dAs2d", "FoldedComplexConv",
@@ -113,6 +114,11 @@ def _replacement(module: nn.Module, contrib_ops: bool) -> nn.Module | None:
         return module
     if isinstance(module, nn.PReLU) and module.weight.numel() == 1:
         return LeakyReLUFromPReLU(module)
+    if isinstance(module, FreeDecoder):
+        # the training-time matmul + overlap-add form would export as a MatMul that int8
+        # quantises; ONNX Runtime runs the transposed conv well and keeps it float32
+        module.overlap_add = False
+        return module
     if isinstance(module, TemporalBlock):
         fold_gln_into_pointwise(module, "dw_norm", ["res_conv", "skip_conv"])
     if isinstance(module, TCNMasker):
