@@ -21,12 +21,22 @@ venv: $(STAMP)
 # Debian packages for the offline demo corpus (real recorded speech and music) and for the report
 # screenshot test (chromium). Best effort: without root or apt the corpus falls back to synthetic
 # speech and the screenshot test skips with its reason.
+# The held-out corpus's packages (`dfkd corpus heldout`) are unpacked into $(DEBIAN_DIR), not installed:
+# asterisk-prompt-es-co and -fr-armelle conflict with the demo's asterisk-core-sounds-es/-fr.
+DEBIAN_DIR ?= /var/cache/dfkd/debian
+HELDOUT_DEBS := asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav \
+                oxygen-sounds heroes-sound-effects
 system-packages:
 	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  for p in asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
 	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav chromium; do \
 	    dpkg -s $$p >/dev/null 2>&1 || NEED="$$NEED $$p"; done; \
-	  if [ -n "$$NEED" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED >/dev/null; fi; \
+	  for p in $(HELDOUT_DEBS); do [ -d "$(DEBIAN_DIR)/$$p" ] || NEED_DEB="$$NEED_DEB $$p"; done; \
+	  if [ -n "$$NEED$$NEED_DEB" ]; then apt-get update -qq; fi; \
+	  if [ -n "$$NEED" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED >/dev/null; fi; \
+	  for p in $$NEED_DEB; do d=$$(mktemp -d) && mkdir -p "$(DEBIAN_DIR)" && rm -rf "$(DEBIAN_DIR)/$$p.tmp" && \
+	    (cd $$d && apt-get download -qq $$p 2>/dev/null) && dpkg-deb -x $$d/$${p}_*.deb "$(DEBIAN_DIR)/$$p.tmp" && \
+	    mv "$(DEBIAN_DIR)/$$p.tmp" "$(DEBIAN_DIR)/$$p" || echo "system-packages: could not unpack $$p"; rm -rf $$d; done; \
 	else echo "system-packages: no root/apt-get; the demo corpus will use synthetic speech"; fi
 
 test: $(STAMP) system-packages

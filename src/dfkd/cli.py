@@ -18,7 +18,7 @@ from .errors import DfkdError
 # name -> one-line help. Order is the order of the data path (README tour).
 COMMANDS: dict[str, str] = {
     "models": "table of every architecture x preset: parameters, MACs, CPU real-time factor",
-    "corpus": "build the offline demo corpus",
+    "corpus": "build the offline demo or held-out corpus, or check a corpus",
     "evaluate": "score a model or a folder of enhanced files (PESQ, STOI, SI-SNR, CSIG/CBAK/COVL)",
     "train": "train a model (teacher or `none` student) on the task loss",
     "distill": "train a student from a frozen teacher with a KD method (dfkd, spectral, ...)",

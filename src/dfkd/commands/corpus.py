@@ -1,7 +1,9 @@
-"""`dfkd corpus`: build the offline demo corpus, or check any corpus for bad files.
+"""`dfkd corpus`: build the offline demo corpus or the held-out test corpus, or check any corpus.
 
     dfkd corpus demo --out data/demo_corpus [--minutes 30] [--seed 0] [--snr-min -5 --snr-max 15]
                      [--reverb-prob 0] [--synthetic] [--force]
+    dfkd corpus heldout --out data/heldout_corpus [--minutes 5] [--seed 0] [--snr-min -10 --snr-max 20]
+                        [--reverb-prob 0.25] [--force]
     dfkd corpus check DATA [--split train valid test] [--sample-rate 16000]
 """
 
@@ -35,6 +37,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="replace an existing demo corpus built with other settings")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    held = sub.add_parser("heldout", help="build a test-only corpus of speakers and noise kinds "
+                                          "that the demo corpus and the teachers never saw")
+    held.add_argument("--out", default="data/heldout_corpus", help="corpus folder (default: %(default)s)")
+    held.add_argument("--minutes", type=float, default=5.0,
+                      help="minutes of test audio (default: %(default)s)")
+    held.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    held.add_argument("--snr-min", type=float, default=-10.0,
+                      help="lowest SNR in dB (default: %(default)s)")
+    held.add_argument("--snr-max", type=float, default=20.0,
+                      help="highest SNR in dB (default: %(default)s)")
+    held.add_argument("--reverb-prob", type=float, default=0.25,
+                      help="probability that an utterance is reverberated (default: %(default)s)")
+    held.add_argument("--force", action="store_true",
+                      help="replace an existing corpus built with other settings")
+    held.add_argument("--quiet", action="store_true", help="no progress bar")
+
     check = sub.add_parser("check", help="read every file of a corpus and list all problems")
     check.add_argument("data", help="corpus folder or manifest (.csv/.jsonl)")
     check.add_argument("--split", nargs="+", default=None, choices=("train", "valid", "test"),
@@ -52,6 +70,15 @@ def _demo(args: argparse.Namespace) -> int:
         reverb_prob=args.reverb_prob, synthetic=args.synthetic,
     )
     build_demo_corpus(args.out, settings, force=args.force, progress=not args.quiet)
+    return 0
+
+
+def _heldout(args: argparse.Namespace) -> int:
+    from ..data.demo.heldout import HeldoutSettings, build_heldout_corpus
+
+    settings = HeldoutSettings(minutes=args.minutes, seed=args.seed, snr_min=args.snr_min,
+                               snr_max=args.snr_max, reverb_prob=args.reverb_prob)
+    build_heldout_corpus(args.out, settings, force=args.force, progress=not args.quiet)
     return 0
 
 
@@ -85,6 +112,9 @@ def _check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "demo":
         return _demo(args)
+    if args.action == "heldout":
+        return _heldout(args)
     if args.action == "check":
         return _check(args)
-    raise DfkdError("choose an action: `dfkd corpus demo` or `dfkd corpus check DATA`")
+    raise DfkdError("choose an action: `dfkd corpus demo`, `dfkd corpus heldout` or "
+                    "`dfkd corpus check DATA`")

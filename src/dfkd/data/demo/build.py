@@ -236,7 +236,7 @@ def _readme(meta: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------- building
-def _remove_stale_partials(out: Path) -> None:
+def remove_stale_partials(out: Path) -> None:
     """Delete temp folders of builds whose process is gone (killed hard)."""
     for partial in out.parent.glob(f".{out.name}.partial-*"):
         try:
@@ -245,6 +245,17 @@ def _remove_stale_partials(out: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Move the finished corpus ``tmp`` to ``out`` (replacing what is there) with renames only."""
+    if out.exists():  # same filesystem: swap with two renames, then drop the old one
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def existing_corpus(out: Path) -> dict | None:
@@ -288,18 +299,12 @@ def build_demo_corpus(out: str | os.PathLike, settings: DemoSettings = DemoSetti
     wanted = {**requested, "speech": source}
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
+    remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         meta = _build_into(tmp, settings, wanted, source, progress)
-        if out.exists():  # same filesystem: swap with two renames, then drop the old one
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
