@@ -18,7 +18,9 @@ import pytest
 from dfkd.experiment import plots
 from dfkd.experiment.html import ReportClip, ReportFigure, write_report_html
 from dfkd.experiment.tables import to_markdown, write_results
-from dfkd.experiment.results import RunRecord, build_results, paired_difference, read_per_file_csv
+from dfkd.experiment.results import (
+    RunRecord, build_results, late_validation_gain, paired_difference, read_per_file_csv,
+)
 
 CLIPS = [f"clip{k}" for k in range(6)]
 METRICS = ("pesq_wb", "stoi", "estoi", "si_snr", "si_snri", "csig", "cbak", "covl")
@@ -96,6 +98,30 @@ def test_low_teacher_lead_is_flagged():
     assert results.teacher_lead["convtasnet"]["meets_target"] is False
     assert "BELOW the 2 dB target" in text
     assert "+0.50" in text
+
+
+def test_late_validation_gain_reads_the_last_fifth_of_the_curve():
+    history = {"valid": [{"step": s, "si_snr": v} for s, v in
+                         ((500, 7.0), (1000, 8.0), (1500, 8.5), (2000, 8.6), (2500, 8.65))]}
+    # last 20 % of 2500 steps: from the last validation at or before step 2000
+    assert late_validation_gain(history) == pytest.approx(0.05)
+    assert late_validation_gain({"valid": [{"step": 100, "si_snr": 1.0}]}) is None
+    assert late_validation_gain({}) is None
+
+
+def test_lead_against_an_unconverged_none_student_says_so():
+    records = _records()
+    for record, gain in zip([r for r in records if r.model == "none"], (0.04, 0.6)):
+        record.late_gain_db = gain
+    lead = build_results(records).teacher_lead["convtasnet"]
+    assert lead["meets_target"] is True and lead["none_converged"] is False
+    assert lead["none_late_gain_db"] == pytest.approx(0.6)
+    text = to_markdown(build_results(records))
+    assert "meets the 2 dB target only against a `none` student still improving (+0.60 dB" in text
+    for record in records:
+        if record.model == "none":
+            record.late_gain_db = 0.02
+    assert "(`none` converged: +0.02 dB over its last 20 % of steps)" in to_markdown(build_results(records))
 
 
 def test_paired_difference_single_clip_has_unknown_error():

@@ -136,7 +136,7 @@ def render_html(results: Results, figures: Sequence[ReportFigure] = (),
     """The whole page as a string."""
     leads = []
     for arch, lead in results.teacher_lead.items():
-        css = "ok" if lead.get("meets_target") else "bad"
+        css = "ok" if lead.get("meets_target") and lead.get("none_converged") is not False else "bad"
         leads.append(f'<li class="{css}">{_esc(lead_sentence(arch, lead))}</li>')
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

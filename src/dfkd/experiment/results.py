@@ -43,6 +43,9 @@ TEACHER = "teacher"
 BASELINE = "none"
 NOISY = "noisy"
 LEAD_TARGET_DB = 2.0  # method.md: each teacher must lead its `none` student by >= 2 dB SI-SNRi
+# issue #10: a student has converged when the last 20 % of its steps gained less than this
+CONVERGED_GAIN_DB = 0.1
+LATE_FRACTION = 0.2
 
 
 @dataclass
@@ -63,6 +66,8 @@ class RunRecord:
         machine: one line describing where the run was trained.
         source: where the model came from (run folder or pretrained checkpoint).
         pretrained: the model is a pretrained checkpoint, not trained by this grid.
+        late_gain_db: validation SI-SNR gained over the run's last 20 % of steps
+            (:func:`late_validation_gain`; ``None`` when its history does not tell).
     """
 
     arch: str
@@ -80,6 +85,20 @@ class RunRecord:
     machine: str | None = None
     source: str | None = None
     pretrained: bool = False
+    late_gain_db: float | None = None
+
+
+def late_validation_gain(history: Mapping[str, Any], fraction: float = LATE_FRACTION) -> float | None:
+    """Validation SI-SNR at the last validation minus at the last one at or before
+    ``(1 - fraction)`` of the run's steps, from a run's ``history.json`` (``None`` if it has no
+    such pair): below :data:`CONVERGED_GAIN_DB` the run counts as converged at its schedule."""
+    valid = [(int(v["step"]), float(v["si_snr"])) for v in history.get("valid", [])
+             if v.get("si_snr") is not None and math.isfinite(float(v["si_snr"]))]
+    if len(valid) < 2:
+        return None
+    last_step, last = valid[-1]
+    earlier = [score for step, score in valid if step <= (1 - fraction) * last_step]
+    return last - earlier[-1] if earlier else None
 
 
 @dataclass
@@ -300,17 +319,23 @@ def build_results(
                 model: {m: paired_difference(clip_means(group, m), base[m]) for m in metrics}
                 for model, group in groups.items() if model != BASELINE
             }
-        lead[arch] = _teacher_lead(arch_rows, paired.get(arch, {}), lead_target)
+        lead[arch] = _teacher_lead(arch_rows, paired.get(arch, {}), lead_target,
+                                   [r.late_gain_db for r in groups.get(BASELINE, [])])
     return Results(metrics=metrics, rows=rows, teacher_lead=lead, paired=paired,
                    sweeps={a: {m: dict(v) for m, v in s.items()} for a, s in (sweeps or {}).items()},
                    provenance=provenance_line(records), rank_metric=rank_metric, meta=dict(meta or {}))
 
 
-def _teacher_lead(rows: Sequence[Row], paired: Mapping[str, Any], target: float) -> dict[str, Any]:
+def _teacher_lead(rows: Sequence[Row], paired: Mapping[str, Any], target: float,
+                  none_late_gains: Sequence[float | None] = ()) -> dict[str, Any]:
     teacher = next((r for r in rows if r.model == TEACHER), None)
     none = next((r for r in rows if r.model == BASELINE), None)
+    gains = [g for g in none_late_gains if g is not None]
     entry: dict[str, Any] = {"target_db": target, "teacher": None, "none": None, "lead_db": None,
-                             "se_db": None, "meets_target": None}
+                             "se_db": None, "meets_target": None,
+                             # the lead against a student still improving overstates what KD can use
+                             "none_late_gain_db": max(gains) if gains else None,
+                             "none_converged": (max(gains) < CONVERGED_GAIN_DB) if gains else None}
     if teacher is None or none is None or teacher.mean("si_snri") is None or none.mean("si_snri") is None:
         return entry
     entry.update(teacher=teacher.mean("si_snri"), none=none.mean("si_snri"))

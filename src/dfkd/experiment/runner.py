@@ -50,7 +50,7 @@ from ..files import write_json
 from .jobs import train_job
 from .report import ReportInputs, complexity, write_report
 from .tables import write_results
-from .results import Results, RunRecord, build_results, read_per_file_csv
+from .results import Results, RunRecord, build_results, late_validation_gain, read_per_file_csv
 
 TrainFunction = Callable[[TrainJob, Path], Any]  # train_job or a test's fake
 TRAINED = "trained.json"
@@ -354,8 +354,15 @@ class ExperimentRunner:
             steps=cell.job.steps if cell.job is not None else None,
             finished=trained.get("finished") or scored.get("finished"),
             machine=trained.get("machine") or scored.get("machine"), source=str(cell.model_path),
-            pretrained=cell.checkpoint is not None,
+            pretrained=cell.checkpoint is not None, late_gain_db=self._late_gain(cell),
         )
+
+    @staticmethod
+    def _late_gain(cell: Cell) -> float | None:
+        history = cell.run_dir / "history.json"
+        if cell.job is None or not history.is_file():
+            return None
+        return late_validation_gain(_read_json(history))
 
     def results(self, cells: Sequence[Cell], sweeps: dict[str, dict[str, Any]]) -> Results:
         records = [self.record(c) for c in cells if self.is_scored(c)]

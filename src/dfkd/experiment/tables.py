@@ -69,6 +69,12 @@ def lead_sentence(arch: str, lead: Mapping[str, Any]) -> str:
     se = f" ± {lead['se_db']:.2f}" if lead.get("se_db") is not None and not math.isnan(lead["se_db"]) else ""
     verdict = ("meets" if lead["meets_target"] else "is BELOW") + f" the {lead['target_db']:g} dB target"
     hint = "" if lead["meets_target"] else "; KD gains over `none` cannot be expected to be large"
+    late = lead.get("none_late_gain_db")
+    if lead.get("none_converged") is False:
+        verdict += (f" only against a `none` student still improving ({late:+.2f} dB validation "
+                    "SI-SNR over its last 20 % of steps): not the lead at convergence")
+    elif lead.get("none_converged"):
+        verdict += f" (`none` converged: {late:+.2f} dB over its last 20 % of steps)"
     return (f"{arch}: teacher leads `none` by {lead['lead_db']:+.2f}{se} dB SI-SNRi "
             f"({lead['teacher']:.2f} vs {lead['none']:.2f}), which {verdict}{hint}.")
 
