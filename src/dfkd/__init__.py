@@ -10,7 +10,7 @@ SAMPLE_RATE = 16000
 # The Python API (dfkd.api) by attribute, imported on first use so that `import dfkd` (and
 # `dfkd --version`) load no torch: dfkd.load, dfkd.Enhancer, dfkd.distill_student, ...
 _API = ("Enhancer", "KDLoss", "KDOutput", "PretrainedModel", "distill_student", "kd_methods", "load",
-        "pretrained_models", "register_kd_loss")
+        "mix_corpus", "pretrained_models", "register_kd_loss")
 
 
 def __getattr__(name: str):

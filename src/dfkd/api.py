@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.mixing import mix_corpus
 from .distill.methods import KD_METHODS, KDLoss, KDOutput, register_kd_loss
 from .errors import DfkdError
 from .pretrained import PretrainedModel, is_pretrained_name, pretrained_models, pretrained_path
@@ -34,6 +35,7 @@ __all__ = [
     "distill_student",
     "kd_methods",
     "load",
+    "mix_corpus",
     "pretrained_models",
     "register_kd_loss",
 ]
