@@ -105,17 +105,20 @@ class Enhancer:
 
     def enhance_file(self, path: str | os.PathLike, out: str | os.PathLike, raw_level: bool = False,
                      mono: bool = False) -> Path:
-        """Enhance the audio file ``path`` into ``out`` (a file, or a folder to write it into).
+        """Enhance the audio file ``path`` into ``out`` (a file, or a folder to write it into:
+        an existing one, or a name without extension).
 
         Streams the file in chunks (any length), keeps its rate, channels, length, format and
         subtype, writes atomically and replaces an existing ``out``; ``mono`` downmixes to one
         channel. Returns the path written.
         """
-        from .deploy.enhance import enhance_file, plan_outputs
+        from .deploy.enhance import enhance_file
 
-        if not Path(path).is_file():
+        src, dst = Path(path), Path(out)
+        if not src.is_file():
             raise DfkdError(f"{path}: no such audio file (for a folder use enhance_folder)")
-        [(src, dst)] = plan_outputs(path, out)
+        if dst.is_dir() or not dst.suffix:  # a folder (existing, or a name without extension)
+            dst = dst / src.name
         enhance_file(self.backend, src, dst, self.chunking, mono=mono, progress=False,
                      raw_level=raw_level)
         return dst
