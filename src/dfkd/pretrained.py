@@ -107,8 +107,8 @@ def pretrained_path(name: str) -> Path:
         if model.name == wanted:
             return model.path
     if models:
-        raise DfkdError(f"no pretrained model {name!r}; available: "
-                        f"{', '.join(m.name for m in models)}")
+        raise DfkdError(f"{name}: neither a file or folder nor a pretrained model (available: "
+                        f"{', '.join(m.name for m in models)})")
     searched = ", ".join(str(f) for f in search_folders())
     raise DfkdError(
         f"pretrained model {name!r}: no pretrained/ folder found (searched {searched}). The demo "
