@@ -114,7 +114,7 @@ def test_load_a_module_a_run_path_and_onnx(tmp_path):
     np.testing.assert_allclose(via_onnx, via_torch, atol=1e-4)
     with pytest.raises(DfkdError, match="not found"):
         dfkd.load(tmp_path / "nothing.pt")
-    with pytest.raises(DfkdError, match="pretrained model \(available: convtasnet-small"):
+    with pytest.raises(DfkdError, match=r"pretrained model \(available: convtasnet-small"):
         dfkd.load("wavenet-huge")
 
 
