@@ -96,7 +96,7 @@ def test_chunked_matches_whole_file_processing(backend, tmp_path):
     # The streaming file path computes exactly what the in-memory twin does.
     src, dst = tmp_path / "long.wav", tmp_path / "out.wav"
     sf.write(src, audio.T, rate, subtype="FLOAT")
-    info = enhance_file(backend, src, dst, chunking, progress=False)
+    info = enhance_file(backend, src, dst, chunking, progress=False, raw_level=True)
     assert info["chunks"] == 8
     streamed, _ = sf.read(dst, dtype="float32", always_2d=True)
     np.testing.assert_allclose(streamed.T, chunked, atol=1e-7)

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_OVERLAP_SECONDS:g})")
     parser.add_argument("--mono", action="store_true",
                         help="downmix to one channel and write mono (default: enhance every channel)")
+    parser.add_argument("--raw-level", action="store_true",
+                        help="keep the model's own output level (default: one least-squares gain per "
+                             "channel puts the speech at its level in the input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     chunking = Chunking(args.chunk_seconds, args.overlap_seconds)
     backend = load_backend(args.checkpoint, device=args.device, threads=args.threads)
     summary = enhance_paths(backend, args.input, args.out, chunking, mono=args.mono,
-                            overwrite=args.overwrite, progress=not args.quiet)
+                            overwrite=args.overwrite, progress=not args.quiet,
+                            raw_level=args.raw_level)
     parts = [f"{len(summary.written)} written"]
     if summary.existing:
         parts.append(f"{len(summary.existing)} already there (kept; --overwrite replaces them)")

@@ -41,6 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed runs per model, median reported (default: %(default)s)")
     parser.add_argument("--no-rtf", action="store_true", help="skip the timing (sizes only, fast)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list the committed pretrained models instead (the names dfkd.load takes)")
+
+
+def list_pretrained(json_path: str | None = None) -> int:
+    """Print the committed models (:func:`dfkd.pretrained.pretrained_models`) as a table."""
+    from ..checkpoint import load_model
+    from ..pretrained import pretrained_models, search_folders
+
+    found = pretrained_models()
+    if not found:
+        raise DfkdError("no pretrained models found (searched "
+                        f"{', '.join(str(f) for f in search_folders())}); see README, 'Python API'")
+    rows = []
+    print("| name | architecture | params | test SI-SNRi (dB) | test PESQ-WB | file |")
+    print("|---|---|---:|---:|---:|---|")
+    for entry in found:
+        params = count_params(load_model(entry.path))
+        rows.append({"name": entry.name, "arch": entry.arch, "preset": entry.preset,
+                     "params": params, "test_si_snri": entry.test_si_snri,
+                     "test_pesq_wb": entry.test_pesq_wb, "path": str(entry.path)})
+        snri = "" if entry.test_si_snri is None else f"{entry.test_si_snri:.2f}"
+        pesq = "" if entry.test_pesq_wb is None else f"{entry.test_pesq_wb:.2f}"
+        print(f"| {entry.name} | {entry.arch} | {format_count(params)} | {snri} | {pesq} | "
+              f"{entry.path} |")
+    if json_path:
+        write_json(json_path, rows)
+    return 0
 
 
 def measure(arch: str, preset: str, rtf_threads: int | None, seconds: float = 2.0,
@@ -97,6 +125,8 @@ def _module_or_none(arch: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return list_pretrained(args.json)
     if args.threads < 1:
         raise DfkdError(f"--threads must be at least 1, got {args.threads}")
     if args.seconds <= 0 or args.repeats < 1:

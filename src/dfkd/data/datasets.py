@@ -239,13 +239,19 @@ def training_dataset(
     **kwargs,
 ) -> Dataset:
     """The training/validation dataset for any corpus: DNS roots give on-the-fly
-    :class:`DNSMixtureDataset` mixtures (``valid`` fixed), other layouts :class:`SegmentDataset`
+    :class:`DNSMixtureDataset` mixtures (``valid`` fixed), ``clean+noise`` corpora
+    :class:`~dfkd.data.mix_dataset.MixtureDataset` ones (``valid`` fixed), other layouts :class:`SegmentDataset`
     crops of :func:`corpus_pairs` (``valid`` crops do not vary with the epoch).
 
     Extra keyword arguments go to the dataset (e.g. ``snr_range`` for DNS, ``vary_crops``).
     """
     if split not in ("train", "valid"):
         raise DfkdError(f"training_dataset serves train and valid, not {split!r}")
+    if detect_layout(root) == "clean+noise":
+        from .mix_dataset import MixtureDataset
+
+        return MixtureDataset.from_root(root, split, segment_seconds, sample_rate=sample_rate,
+                                        seed=seed, **kwargs)
     if detect_layout(root) == "dns":
         return DNSMixtureDataset.from_root(root, split, segment_seconds, sample_rate=sample_rate,
                                            seed=seed, **kwargs)

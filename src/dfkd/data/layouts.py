@@ -305,7 +305,9 @@ def manifest_pairs(path: Path, split: str, valid_fraction: float) -> list[Pair]:
 
 # ------------------------------------------------------------------------------------- dispatch
 def detect_layout(root: str | os.PathLike) -> str:
-    """``"manifest"``, ``"voicebank"``, ``"dns"`` or ``"folders"`` for ``root``."""
+    """``"manifest"``, ``"clean+noise"``, ``"voicebank"``, ``"dns"`` or ``"folders"`` for ``root``."""
+    from .mixing import mix_spec
+
     root = Path(root)
     if root.is_file():
         if root.suffix.lower() in (".csv", ".jsonl", ".json"):
@@ -313,6 +315,8 @@ def detect_layout(root: str | os.PathLike) -> str:
         raise DfkdError(f"{root}: a corpus file must be a .csv or .jsonl manifest")
     if not root.is_dir():
         raise DfkdError(f"{root}: corpus folder not found")
+    if mix_spec(root) is not None:  # dfkd_corpus.json says so (dfkd.data.mixing)
+        return "clean+noise"
     if _voicebank_dir(root, "clean", "trainset") or _voicebank_dir(root, "clean", "testset"):
         return "voicebank"
     if is_dns_root(root):
@@ -366,6 +370,13 @@ def corpus_pairs(
     layout = detect_layout(root)
     if layout == "manifest":
         pairs = manifest_pairs(root, split, valid_fraction)
+    elif layout == "clean+noise":
+        from .mixing import mixture_test_set
+
+        if split != "test":
+            raise DfkdError(f"{root}: clean+noise {split} mixtures are made on the fly; use "
+                            "dfkd.data.datasets.training_dataset (or MixtureDataset.from_root)")
+        pairs = [Pair(name, noisy, clean) for name, noisy, clean in mixture_test_set(root)]
     elif layout == "voicebank":
         pairs = voicebank_pairs(root, split, valid_speakers, strict)
     elif layout == "dns":

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import DfkdError
 from ..files import atomic_write
 from .backends import Backend
+from .level import stream_level_matched
 from .streaming import Chunking, enhance_array, overlap_add
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
@@ -67,10 +68,12 @@ def enhance_file(
     chunking: Chunking = Chunking(),
     mono: bool = False,
     progress: bool = True,
+    raw_level: bool = False,
 ) -> dict:
     """Enhance one file to ``dst`` (written atomically), streaming it chunk by chunk.
 
-    Returns ``{"frames", "rate", "channels", "chunks"}``. Raises :class:`DfkdError` naming ``src``
+    The output is put at the input's speech level (:mod:`dfkd.deploy.level`: one least-squares
+    gain per channel) unless ``raw_level``. Returns ``{"frames", "rate", "channels", "chunks"}``. Raises :class:`DfkdError` naming ``src``
     when it cannot be read or decoded.
     """
     import soundfile as sf
@@ -107,8 +110,14 @@ def enhance_file(
                 def write(block: np.ndarray) -> None:
                     writer.write(np.clip(block, -1.0, 1.0).T if clip else block.T)
 
-                overlap_add(read, write, total, chunk, overlap, process, on_chunk=bar.update,
-                            step=step)
+                def stream(read, write) -> None:
+                    overlap_add(read, write, total, chunk, overlap, process, on_chunk=bar.update,
+                                step=step)
+
+                if raw_level:
+                    stream(read, write)
+                else:
+                    stream_level_matched(read, write, stream, mono=mono, scratch_dir=Path(tmp).parent)
 
         try:
             atomic_write(dst, write_all)
@@ -164,8 +173,12 @@ def enhance_paths(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    raw_level: bool = False,
 ) -> EnhanceSummary:
-    """Enhance a file or a folder tree into ``out``; bad inputs are logged and skipped."""
+    """Enhance a file or a folder tree into ``out``; bad inputs are logged and skipped.
+
+    Outputs are level-matched to their inputs unless ``raw_level`` (see :func:`enhance_file`).
+    """
     from tqdm import tqdm
 
     log = log or (lambda message: tqdm.write(message, file=sys.stderr))
@@ -180,7 +193,8 @@ def enhance_paths(
             log(f"{dst}: exists, skipped (use --overwrite to replace it)")
             continue
         try:
-            enhance_file(backend, path, dst, chunking, mono=mono, progress=progress)
+            enhance_file(backend, path, dst, chunking, mono=mono, progress=progress,
+                         raw_level=raw_level)
         except DfkdError as err:
             summary.failed[path] = str(err)
             log(f"skipped {err}")

@@ -5,6 +5,6 @@ Adapter and band losses, ``methods`` every KD loss and :func:`make_kd_loss`, ``t
 outputs that spare the teacher's forward pass.
 """
 
-from .methods import DEFAULT_WEIGHTS, KD_METHODS, KDLoss, KDOutput, make_kd_loss
+from .methods import DEFAULT_WEIGHTS, KD_METHODS, KDLoss, KDOutput, make_kd_loss, register_kd_loss
 
-__all__ = ["DEFAULT_WEIGHTS", "KD_METHODS", "KDLoss", "KDOutput", "make_kd_loss"]
+__all__ = ["DEFAULT_WEIGHTS", "KD_METHODS", "KDLoss", "KDOutput", "make_kd_loss", "register_kd_loss"]

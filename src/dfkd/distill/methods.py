@@ -296,6 +296,32 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+def register_kd_loss(cls: type[KDLoss], default_weight: float = 1.0, replace: bool = False
+                     ) -> type[KDLoss]:
+    """Make a :class:`KDLoss` subclass available by its ``name`` (``--method``, ``kd.method``).
+
+    The class implements ``compute(student, teacher, clean) -> KDOutput`` on ``(batch, samples)``
+    waveforms (the teacher detached, ``clean`` the target) and returns the *unweighted* loss; its
+    constructor takes ``weight`` (lambda) first, and its other options keep their defaults (the run
+    config carries options of the built-in methods only: subclass for another setting).
+    ``default_weight`` is the lambda used when none is given. Usable as a decorator. Registration
+    lives in the process: register again before resuming such a run in a new one.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, KDLoss)) or cls is KDLoss:
+        raise DfkdError(f"{cls!r}: a KD loss must be a subclass of dfkd.distill.KDLoss")
+    name = getattr(cls, "name", "base")
+    if not isinstance(name, str) or not name or name == "base" or not name.replace("-", "_").isidentifier():
+        raise DfkdError(f"{cls.__name__}: set a class attribute name = 'my-method' (letters, digits, -, _)")
+    if name in KD_METHODS and KD_METHODS[name] is not cls and not replace:
+        raise DfkdError(f"KD method {name!r} exists already ({KD_METHODS[name].__name__}); "
+                        "pass replace=True to override it")
+    if float(default_weight) < 0:
+        raise DfkdError(f"the default KD weight of {name!r} must be >= 0, not {default_weight}")
+    KD_METHODS[name] = cls
+    DEFAULT_WEIGHTS[name] = float(default_weight)
+    return cls
+
+
 def kd_option_names(method: str) -> list[str]:
     """Keyword options a method accepts besides ``weight``."""
     cls = _method_class(method)
@@ -344,4 +370,5 @@ __all__ = [
     "fix_scale",
     "kd_option_names",
     "make_kd_loss",
+    "register_kd_loss",
 ]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import DfkdError
-from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm
+from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm, check_waveforms
 
 ARCH = "convtasnet"
 ASTEROID_CLASS = "ConvTasNet"  # asteroid's class name in its checkpoints
@@ -236,6 +236,9 @@ class ConvTasNet(nn.Module):
         self.decoder = FreeDecoder(n_filters, kernel_size, stride)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Enhance ``(batch, samples)`` float waveforms -> the same shape."""
+        check_waveforms(noisy, "Conv-TasNet", self.encoder.conv.kernel_size[0],
+                        self.encoder.conv.weight.dtype)
         encoded = self.encoder_act(self.encoder(noisy))
         return self.decoder(encoded * self.masker(encoded), like=noisy)
 

@@ -37,6 +37,7 @@ from .complex_layers import (
     OnReIm,
 )
 from .conv_stft import ConvSTFT, check_stft_sizes
+from .layers import check_waveforms
 from .dccrn_from_asteroid import (  # noqa: F401  re-exported (dfkd.models contract)
     ASTEROID_ARCHITECTURES,
     config_from_asteroid,
@@ -336,8 +337,7 @@ class DCCRN(nn.Module):
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Enhance ``(batch, samples)`` waveforms; returns the same shape."""
-        if noisy.dim() != 2:
-            raise DfkdError(f"DCCRN expects (batch, samples) input, got shape {tuple(noisy.shape)}")
+        check_waveforms(noisy, "DCCRN", 1, next(self.parameters()).dtype)
         spec = self.stft(self._pad_to_min_length(noisy))  # (B, 2, F, frames)
         x = spec.unsqueeze(2)  # one complex input channel
         skips = []

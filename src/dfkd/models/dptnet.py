@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DfkdError
-from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm
+from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm, check_waveforms
 
 ARCH = "dptnet"
 ASTEROID_CLASS = "DPTNet"  # asteroid's class name in its checkpoints
@@ -226,12 +226,7 @@ class DPTNet(nn.Module):
 
         Samples after the last full frame never reach the network and come out as exact zeros.
         """
-        if not torch.jit.is_tracing():  # a user check, kept out of exported graphs
-            if noisy.dim() != 2 or noisy.shape[-1] < self.kernel_size:
-                raise DfkdError(
-                    f"DPTNet expects (batch, samples) with samples >= {self.kernel_size}, "
-                    f"got shape {tuple(noisy.shape)}"
-                )
+        check_waveforms(noisy, "DPTNet", self.kernel_size, self.encoder.conv.weight.dtype)
         frames = torch.relu(self.encoder(noisy))  # (B, N, T')
         x = self.input_norm(frames).transpose(1, 2)  # (B, T', N), channel-last from here on
         chunks = self._chunk(x)  # (B, n_chunks, K, N)

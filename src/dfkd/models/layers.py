@@ -10,6 +10,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import DfkdError
+
+
+def check_waveforms(noisy: torch.Tensor, model: str, min_samples: int = 1,
+                    dtype: torch.dtype | None = None) -> None:
+    """Raise a one-line :class:`DfkdError` unless ``noisy`` is a float ``(batch, samples)`` tensor.
+
+    ``dtype``: the model's weight dtype, which the input must have. Called first by every model's ``forward``, outside traced graphs (``torch.jit.is_tracing``),
+    so that a 1-D clip or a ``(batch, 1, samples)`` tensor is told what the model takes instead of
+    failing deep inside a convolution.
+    """
+    if torch.jit.is_tracing():
+        return
+    if not isinstance(noisy, torch.Tensor):
+        raise DfkdError(f"{model} takes a torch.Tensor of shape (batch, samples), "
+                        f"got {type(noisy).__name__} (dfkd.load(...).enhance takes numpy too)")
+    if noisy.dim() != 2 or noisy.shape[-1] < min_samples:
+        hint = " (one clip: model(x[None]))" if noisy.dim() == 1 else ""
+        raise DfkdError(f"{model} takes float32 waveforms of shape (batch, samples) with samples "
+                        f">= {min_samples}, got shape {tuple(noisy.shape)}{hint}")
+    if not noisy.is_floating_point() or (dtype is not None and noisy.dtype != dtype):
+        want = str(dtype or torch.float32).replace("torch.", "")
+        raise DfkdError(f"{model} takes {want} waveforms (batch, samples), got dtype "
+                        f"{str(noisy.dtype).replace('torch.', '')} (convert with .to(torch.{want}); "
+                        "integer PCM scaled to [-1, 1])")
+
 
 class GlobalLayerNorm(nn.Module):
     """Global layer norm (gLN) of Conv-TasNet (Luo & Mesgarani 2019, eq. 13).
