@@ -176,6 +176,30 @@ def test_grid_runs_reuses_and_reports(tmp_path, corpus):
     assert not any(runner2.is_trained(c) for c in plan["convtasnet"]["sweep"] + plan["convtasnet"]["final"])
 
 
+def test_heldout_corpus_scores_teacher_and_finals_beside_the_test_split(tmp_path, corpus):
+    # the demo corpus itself as the "held-out" one: the same clips must give the same scores
+    evaluation = {"metrics": METRICS, "workers": 0, "rtf_threads": 1, "complexity": False,
+                  "heldout": str(corpus)}
+    trainer = FakeTrainer()
+    runner = _runner(tmp_path, corpus, trainer, methods=["none"], evaluation=evaluation)
+    runner.run()
+    out = tmp_path / "exp"
+    held = json.loads((out / "heldout" / "results.json").read_text())
+    test = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in held["rows"]] == [r["model"] for r in test["rows"]]
+    assert held["rows"] == test["rows"]
+    finals = list((out / "runs" / "convtasnet" / "none").glob("*/eval-heldout-*/done.json"))
+    assert len(finals) == 2  # both seeds; the teacher's too:
+    assert list((out / "runs" / "convtasnet").glob("teacher-*/eval-heldout-*/done.json"))
+    # a second run scores nothing again
+    again = _runner(tmp_path, corpus, FakeTrainer(), methods=["none"], evaluation=evaluation)
+    again.run()
+    assert again.counts["scored"] == 0
+    with pytest.raises(DfkdError, match="held-out corpus folder not found"):
+        _runner(tmp_path, corpus, FakeTrainer(), methods=["none"],
+                evaluation={**evaluation, "heldout": str(tmp_path / "nowhere")})
+
+
 def test_interrupted_run_resumes_without_redoing_work(tmp_path, corpus):
     raw = {"methods": ["none"], "report": {"clips": 0},
            "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False}}

@@ -117,6 +117,8 @@ class EvaluationConfig:
     complexity: bool = True  # measure parameters, MACs and CPU real-time factor of every model
     complexity_seconds: float = 1.0  # audio length for MACs and real-time factor
     rtf_threads: int = 1  # CPU threads for the real-time factor (an on-device core)
+    heldout: str | None = None  # a second corpus (`dfkd corpus heldout`) whose test split scores
+    #                             the teacher and every final run too: results in <out>/heldout/
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,6 +130,7 @@ class Cell:
 
 
 SWEEP_METRIC = "si_snr"  # method.md: lambda is picked by validation SI-SNR
+HELDOUT = "heldout"  # the split name of scores on `evaluation.heldout`'s test split
 
 
 def evaluation_tag(config: ExperimentConfig, split: str, data: str) -> str:
@@ -140,6 +141,13 @@ def evaluation_tag(config: ExperimentConfig, split: str, data: str) -> str:
         what = {"split": split, "data": data, "metrics": config.evaluation.metrics,
                 "clips": config.evaluation.test_clips}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def heldout_cells(config: ExperimentConfig, cells: Sequence[Cell], heldout: str) -> list[Cell]:
+    """The same models scored on the test split of the ``heldout`` corpus (speakers and noise kinds
+    the training never saw), in ``eval-heldout-<hash>/`` beside their test scores."""
+    tag = evaluation_tag(config, HELDOUT, heldout)
+    return [replace(c, eval_split=HELDOUT, eval_tag=tag) for c in cells]
 
 
 def pick_clips(count: int, available: int) -> list[int]:

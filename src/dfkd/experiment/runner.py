@@ -43,7 +43,8 @@ from ..checkpoint import load_model
 from ..errors import DfkdError
 from .config import ExperimentConfig
 from .plan import (
-    SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, pick_clips, sweep_cells, teacher_cell,
+    HELDOUT, SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, heldout_cells, pick_clips,
+    sweep_cells, teacher_cell,
 )
 from ..evaluation.scoring import default_workers
 from ..files import write_json
@@ -129,6 +130,11 @@ class ExperimentRunner:
         self.data = str(Path(data).resolve())
         if not Path(self.data).exists():
             raise DfkdError(f"{data}: corpus folder not found (build the demo one with `dfkd corpus demo`)")
+        heldout = config.evaluation.heldout
+        self.heldout = str(Path(heldout).expanduser().resolve()) if heldout else None
+        if self.heldout and not Path(self.heldout).is_dir():
+            raise DfkdError(f"{heldout}: held-out corpus folder not found (`evaluation.heldout`; "
+                            "build one with `dfkd corpus heldout`)")
         self.trainer = trainer or train_job
         if roots is None:
             roots = [Path.cwd()] + ([Path(config.source).resolve().parent.parent] if config.source else [])
@@ -152,10 +158,11 @@ class ExperimentRunner:
         if split not in self._pairs:
             from ..data.layouts import corpus_pairs
 
-            pairs = corpus_pairs(self.data, split)
+            root, corpus_split = (self.heldout, "test") if split == HELDOUT else (self.data, split)
+            pairs = corpus_pairs(root, corpus_split)
             if not pairs:
-                raise DfkdError(f"{self.data}: the {split} split is empty")
-            if split == "test" and self.config.evaluation.test_clips:
+                raise DfkdError(f"{root}: the {corpus_split} split is empty")
+            if split in ("test", HELDOUT) and self.config.evaluation.test_clips:
                 pairs = [pairs[i] for i in pick_clips(self.config.evaluation.test_clips, len(pairs))]
             self._pairs[split] = pairs
         return self._pairs[split]
@@ -408,6 +415,8 @@ class ExperimentRunner:
                     self.run_cells(finals, bar)
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
+                if self.heldout and not report_only:
+                    self.run_cells(heldout_cells(self.config, [teacher, *finals], self.heldout))
                 if not report_only:  # a table after each architecture: long grids show progress
                     write_results(self.results(scored, records), self.out)
         finally:
@@ -417,6 +426,10 @@ class ExperimentRunner:
             raise DfkdError(f"{self.out}: no evaluated runs yet; run the grid without --report-only")
         results = self.results(scored, records)
         write_results(results, self.out)
+        if self.heldout:  # the same table on speakers and noise kinds the training never saw
+            held = [c for c in heldout_cells(self.config, scored, self.heldout) if self.is_scored(c)]
+            if held:
+                write_results(self.results(held, records), self.out / HELDOUT)
         write_report(self.report_inputs(teachers, scored), results)
         return results
 
