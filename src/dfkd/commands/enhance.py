@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_OVERLAP_SECONDS:g})")
     parser.add_argument("--mono", action="store_true",
                         help="downmix to one channel and write mono (default: enhance every channel)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (without it, an existing output is an error)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -40,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite, progress=not args.quiet)
     parts = [f"{len(summary.written)} written"]
     if summary.existing:
-        parts.append(f"{len(summary.existing)} already there (kept; --overwrite replaces them)")
+        parts.append(f"{len(summary.existing)} not replaced (the output exists; --overwrite "
+                     "replaces it)")
     if summary.failed:
         parts.append(f"{len(summary.failed)} failed")
     print(f"dfkd enhance: {', '.join(parts)} -> {args.out}", file=sys.stderr)
+    for dst in summary.existing:
+        print(f"  exists: {dst}", file=sys.stderr)
     for path, reason in summary.failed.items():
         print(f"  failed: {reason}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.existing else 0
