@@ -124,7 +124,9 @@ def test_folder_pairs_flat_holdout_and_split_folders(tmp_path: Path) -> None:
     assert data.detect_layout(flat) == "folders"
     names = lambda split: {p.name for p in data.corpus_pairs(flat, split)}  # noqa: E731
     assert names("valid") and names("train").isdisjoint(names("valid"))
-    assert names("train") | names("valid") == names("test") == set("abcdefghij")
+    # The test split is held out too (issue 14): it never holds a clip trained on.
+    assert names("test") and names("test").isdisjoint(names("train") | names("valid"))
+    assert names("train") | names("valid") | names("test") == set("abcdefghij")
     assert names("valid") == names("valid")  # deterministic
 
     nested = tmp_path / "nested"

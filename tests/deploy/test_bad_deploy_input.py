@@ -118,3 +118,21 @@ def test_24_bit_input_stays_24_bit_in_flac_and_outputs_get_umask_mode(checkpoint
     assert sf.info(tmp_path / "deep.flac").subtype == "PCM_24"
     assert (tmp_path / "deep.flac").stat().st_mode & 0o777 == 0o644
     assert sf.info(tmp_path / "deep.ogg").format == "OGG"
+
+
+def test_export_checks_data_before_writing_and_bench_takes_the_onnx_enhance_takes(
+        checkpoint, tmp_path, capsys):
+    onnx = tmp_path / "m.onnx"
+    missing = tmp_path / "no_corpus"
+    assert main(["export", str(checkpoint), "--onnx", str(onnx), "--int8", "--data",
+                 str(missing)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "not found" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither ONNX file written
+    assert main(["export", str(checkpoint), "--onnx", str(onnx)]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(onnx), "--engines", "pytorch,onnx-fp32", "--threads", "1",
+                 "--rounds", "1", "--seconds", "0.5", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "m.onnx" in captured.out and "onnx-fp32" in captured.out
+    assert "ONNX Runtime only" in captured.err and "Traceback" not in captured.err
