@@ -69,11 +69,15 @@ def test_training_set_smaller_than_a_batch_is_refused_before_the_teacher_cache(t
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "teacher.pt", model_payload(build("convtasnet", "mini"), train_seed=5))
     out = tmp_path / "student"
+    out.mkdir()  # a first start killed before its first checkpoint left a temp file
+    (out / ".last.pt.x1y2z3.tmp").write_bytes(b"half")
     assert _main("distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral",
                  "--data", corpus, "--out", out, "--steps", 2, "--cache-teacher",
                  "--cache-dir", tmp_path / "cache", *FAST) == 1
     err = capsys.readouterr().err.strip()
+    assert ".last.pt.x1y2z3.tmp, left by an interrupted write" in err
+    err = err.splitlines()[-1]
     assert "training set has 3 items, fewer than one batch of 4" in err and str(corpus) in err
-    assert len(err.splitlines()) == 1
+    assert err.startswith("dfkd distill: error: ")
     assert not (tmp_path / "cache").exists()
-    assert not out.exists()
+    assert list(out.iterdir()) == []  # the temp file removed, nothing else made

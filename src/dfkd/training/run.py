@@ -29,7 +29,7 @@ from .. import models
 from ..checkpoint import load_model, model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
 from ..distill.methods import KDLoss, make_kd_loss
 from ..errors import DfkdError
-from ..files import remove_stale_temps
+from ..files import remove_stale_temps, write_text
 from ..losses import make_task_loss
 from ..distill.teacher_cache import (
     CachedTeacherDataset,
@@ -232,7 +232,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         trainer.restore(payload)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_yaml(config))
+        write_text(out_dir / "config.yaml", dump_yaml(config))
     try:
         trainer.run()
     finally:
