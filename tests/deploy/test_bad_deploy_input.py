@@ -136,3 +136,18 @@ def test_export_checks_data_before_writing_and_bench_takes_the_onnx_enhance_take
     captured = capsys.readouterr()
     assert "m.onnx" in captured.out and "onnx-fp32" in captured.out
     assert "ONNX Runtime only" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_model_that_outputs_nan_writes_nothing(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build("convtasnet", "mini")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    ckpt = tmp_path / "nan.pt"
+    save_checkpoint(ckpt, model_payload(model))
+    src = tmp_path / "clip.wav"
+    sf.write(src, _clip(), 16000)
+    assert _enhance(ckpt, src, tmp_path / "out.flac") == 1
+    err = "\n".join(_error_lines(capsys))
+    assert "clip.wav: the model's output holds NaN or Inf" in err
+    assert not (tmp_path / "out.flac").exists() and not list(tmp_path.glob(".*.tmp"))

@@ -116,6 +116,9 @@ def enhance_file(
             with sf.SoundFile(tmp, "w", samplerate=rate, channels=out_channels,
                               format=fmt, subtype=subtype) as writer:
                 def write(block: np.ndarray) -> None:
+                    if not np.all(np.isfinite(block)):  # a damaged model: never a NaN file
+                        raise DfkdError(f"{src}: the model's output holds NaN or Inf samples "
+                                        "(nothing written; are the checkpoint's weights finite?)")
                     writer.write(np.clip(block, -1.0, 1.0).T if clip else block.T)
 
                 overlap_add(read, write, total, chunk, overlap, process, on_chunk=bar.update,
