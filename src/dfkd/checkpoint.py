@@ -55,23 +55,31 @@ def model_from_checkpoint_dict(data: Mapping[str, Any], source: str = "checkpoin
     """Rebuild a model (eval mode) from a dfkd or asteroid checkpoint dict."""
     from . import models
 
-    try:
-        if data.get("format") == FORMAT:
-            for key in ("arch", "config", "state_dict"):
-                if key not in data:
-                    raise DfkdError(f"{source}: dfkd checkpoint without its {key!r} entry")
-            try:
-                model = models.build_from_config(data["arch"], data["config"])
-            except DfkdError as err:
-                raise DfkdError(f"{source}: {err}") from err
-            load_weights(model, data["state_dict"], source, f"a {data['arch']}")
-            return model.eval()
-        if "model_args" in data and "state_dict" in data:
+    if data.get("format") == FORMAT:
+        for key in ("arch", "config", "state_dict"):
+            if key not in data:
+                raise DfkdError(f"{source}: dfkd checkpoint without its {key!r} entry")
+        try:
+            model = models.build_from_config(data["arch"], data["config"])
+        except DfkdError as err:
+            raise DfkdError(f"{source}: {err}") from err
+        except (KeyError, TypeError, ValueError) as err:  # a config the architecture rejects
+            raise DfkdError(f"{source}: the header's config does not build a {data['arch']} "
+                            f"({type(err).__name__}: {_first_line(err)})") from err
+        load_weights(model, data["state_dict"], source, f"a {data['arch']}")
+        return model.eval()
+    if "model_args" in data and "state_dict" in data:
+        try:
             return models.from_asteroid(data)
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:  # asteroid args/weights
-        raise DfkdError(f"{source}: the asteroid checkpoint's weights do not fit its model_args "
-                        f"({type(err).__name__}: {str(err).strip().splitlines()[0][:200]})") from err
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise DfkdError(f"{source}: the asteroid checkpoint's weights do not fit its "
+                            f"model_args ({type(err).__name__}: {_first_line(err)})") from err
     raise DfkdError(f"{source}: neither a dfkd checkpoint nor an asteroid checkpoint")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def weight_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | None:
@@ -103,7 +111,7 @@ def load_weights(model: nn.Module, state: Mapping[str, Any], source: str, what: 
             model.load_state_dict(state, strict=True)
             return
         except (RuntimeError, TypeError) as err:
-            problem = str(err).strip().splitlines()[0][:200]
+            problem = _first_line(err)
     raise DfkdError(f"{source}: the weights do not fit {what} as its header says ({problem})")
 
 
