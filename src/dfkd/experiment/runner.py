@@ -167,7 +167,7 @@ class ExperimentRunner:
     def check_inputs(self) -> dict[str, Cell]:
         """The teachers, after every check of the inputs (teachers, corpus splits); the same for
         ``--dry-run`` and the real run, and before any file is written."""
-        from ..data.layouts import corpus_pairs, detect_layout
+        from ..data.layouts import corpus_pairs, detect_layout, split_source
 
         teachers = self.teachers()
         splits = ("test",) if detect_layout(self.data) == "dns" else ("train", "valid", "test")
@@ -176,6 +176,9 @@ class ExperimentRunner:
                 self.pairs(split)
             elif not corpus_pairs(self.data, split):
                 raise DfkdError(f"{self.data}: the {split} split is empty (no noisy/clean pairs)")
+        source = split_source(self.data, "test")
+        if source:
+            print(f"dfkd experiment: the test split of {self.data}: {source}", file=sys.stderr)
         return teachers
 
     def plan(self) -> dict[str, Any]:
