@@ -1,4 +1,4 @@
-"""Package trained teacher runs as the committed demo teachers (design.md, "Pretrained demo teachers").
+"""Package trained teacher runs as the committed demo teachers (docs/design.md, "Pretrained demo teachers").
 
 For every architecture this copies the final run's ``best.pt`` to ``pretrained/<arch>_small.pt`` and
 writes ``pretrained/<arch>_small/`` with what produced it: each training stage's ``config.yaml``
@@ -31,7 +31,7 @@ import yaml
 from dfkd.files import atomic_write
 
 ARCHS = ("convtasnet", "dptnet", "dccrn")
-MAX_BYTES = 5 * 1024 * 1024  # design.md: each committed teacher <= 5 MB
+MAX_BYTES = 5 * 1024 * 1024  # docs/design.md: each committed teacher <= 5 MB
 
 
 def stage_command(stage: int, arch: str, run: Path, sources: str, previous: str | None) -> str:

@@ -30,8 +30,11 @@ from scipy.signal import resample_poly
 from .files import atomic_write
 from .errors import DfkdError
 
-#: File extensions that dfkd treats as audio when it scans folders (all readable by soundfile).
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
+#: File extensions that dfkd treats as audio, for every command (soundfile reads and writes them).
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
+
+#: soundfile format of each extension in :data:`AUDIO_EXTENSIONS`.
+AUDIO_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 #: Largest value representable in 16-bit PCM; PCM writes clip to [-1, PCM16_MAX].
 PCM16_MAX = 1.0 - 2.0**-15
@@ -46,8 +49,50 @@ def _check_samples(path: Path, audio: np.ndarray) -> np.ndarray:
     return audio
 
 
+def declared_frames(path: str | os.PathLike) -> int | None:
+    """Frames the header of a WAV (``data`` chunk) or FLAC (STREAMINFO) file declares, or None.
+
+    libsndfile silently reports only the frames a truncated file holds; comparing with this finds
+    the file that was cut short (an interrupted copy or download).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8192)
+    except OSError:
+        return None
+    if head[:4] == b"fLaC" and len(head) >= 26 and head[4] & 0x7F == 0:  # STREAMINFO comes first
+        total = int.from_bytes(head[21:26], "big") & ((1 << 36) - 1)
+        return total or None  # 0: unknown
+    if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE" or head[:4] == b"RF64":
+        return None
+    block, pos = None, 12
+    while pos + 8 <= len(head):
+        name, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if name == b"fmt " and pos + 20 <= len(head):
+            block = int.from_bytes(head[pos + 20:pos + 22], "little")
+        if name == b"data":
+            if not block or size in (0, 0xFFFFFFFF):  # streaming writers leave the size open
+                return None
+            return size // block
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def check_complete(path: str | os.PathLike, frames: int) -> None:
+    """Raise :class:`DfkdError` when ``path`` holds no frames, or fewer than its header declares."""
+    if frames == 0:
+        raise DfkdError(f"{path}: audio file is empty (0 samples)")
+    declared = declared_frames(path)
+    if declared is not None and frames < declared:
+        raise DfkdError(f"{path}: truncated audio file (the header declares {declared} frames, "
+                        f"the file holds {frames})")
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """``(frames, sample_rate, channels)`` from the file header, without reading the samples."""
+    """``(frames, sample_rate, channels)`` from the file header, without reading the samples.
+
+    Raises :class:`DfkdError` for a missing, unreadable, empty or truncated file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DfkdError(f"{path}: audio file not found")
@@ -55,6 +100,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises RuntimeError/LibsndfileError/TypeError
         raise DfkdError(f"{path}: not a readable audio file ({err})") from err
+    check_complete(path, int(info.frames))
     return int(info.frames), int(info.samplerate), int(info.channels)
 
 
@@ -68,12 +114,15 @@ def read_audio(
     unreadable, empty, or holds NaN/Inf samples.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DfkdError(f"{path}: audio file not found")
+    frames = audio_info(path)[0]  # missing, unreadable, empty, truncated
     try:
         data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:
         raise DfkdError(f"{path}: not a readable audio file ({err})") from err
+    wanted = min(frames, frames if stop is None else stop) - start
+    if data.shape[0] < wanted:  # a compressed file whose stream ends early
+        raise DfkdError(f"{path}: truncated audio file (the header declares {frames} frames, "
+                        f"only {start + data.shape[0]} could be read)")
     return _check_samples(path, np.ascontiguousarray(data.T)), int(rate)
 
 
@@ -219,7 +268,7 @@ def write_audio(
     """Write ``(samples,)`` or ``(channels, samples)`` audio atomically (temp file + rename).
 
     ``subtype`` is a soundfile subtype: ``"PCM_16"`` (values are clipped to the 16-bit range, as any
-    wav writer must) or ``"FLOAT"`` (written as is). The format follows the extension (.wav, .flac).
+    wav writer must) or ``"FLOAT"`` (written as is). The format follows the extension (:data:`AUDIO_FORMATS`; .ogg is Vorbis).
     """
     path = Path(path)
     audio = np.asarray(audio, dtype=np.float32)
@@ -230,9 +279,11 @@ def write_audio(
     data = audio.T if audio.ndim == 2 else audio
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, PCM16_MAX)
-    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    fmt = AUDIO_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DfkdError(f"{path}: unsupported audio extension (use .wav or .flac)")
+        raise DfkdError(f"{path}: unsupported audio extension (use {', '.join(AUDIO_EXTENSIONS)})")
+    if fmt == "OGG":
+        subtype = "VORBIS"  # the only ogg subtype that takes any rate; already lossy
     atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt))
 
 

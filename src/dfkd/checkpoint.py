@@ -56,12 +56,63 @@ def model_from_checkpoint_dict(data: Mapping[str, Any], source: str = "checkpoin
     from . import models
 
     if data.get("format") == FORMAT:
-        model = models.build_from_config(data["arch"], data["config"])
-        model.load_state_dict(data["state_dict"], strict=True)
+        for key in ("arch", "config", "state_dict"):
+            if key not in data:
+                raise DfkdError(f"{source}: dfkd checkpoint without its {key!r} entry")
+        try:
+            model = models.build_from_config(data["arch"], data["config"])
+        except DfkdError as err:
+            raise DfkdError(f"{source}: {err}") from err
+        except (KeyError, TypeError, ValueError) as err:  # a config the architecture rejects
+            raise DfkdError(f"{source}: the header's config does not build a {data['arch']} "
+                            f"({type(err).__name__}: {_first_line(err)})") from err
+        load_weights(model, data["state_dict"], source, f"a {data['arch']}")
         return model.eval()
     if "model_args" in data and "state_dict" in data:
-        return models.from_asteroid(data)
+        try:
+            return models.from_asteroid(data)
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise DfkdError(f"{source}: the asteroid checkpoint's weights do not fit its "
+                            f"model_args ({type(err).__name__}: {_first_line(err)})") from err
     raise DfkdError(f"{source}: neither a dfkd checkpoint nor an asteroid checkpoint")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def weight_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | None:
+    """One line saying how ``state`` disagrees with ``model``'s tensors, or None if it fits."""
+    want = model.state_dict()
+    if not isinstance(state, Mapping):
+        return f"the weights are a {type(state).__name__}, not a state_dict"
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shaped = [k for k in want if k in state and tuple(getattr(state[k], "shape", ())) != tuple(want[k].shape)]
+    parts = []
+    if shaped:
+        k = shaped[0]
+        parts.append(f"{len(shaped)} tensor(s) of another shape (e.g. {k}: "
+                     f"{tuple(getattr(state[k], 'shape', ()))} in the file, {tuple(want[k].shape)} expected)")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts) or None
+
+
+def load_weights(model: nn.Module, state: Mapping[str, Any], source: str, what: str) -> None:
+    """``model.load_state_dict(state)``, strictly; a mismatch is a one-line :class:`DfkdError`
+    naming ``source`` (the header says one architecture, the weights are another's)."""
+    problem = weight_mismatch(model, state)
+    if problem is None:
+        try:
+            model.load_state_dict(state, strict=True)
+            return
+        except (RuntimeError, TypeError) as err:
+            problem = _first_line(err)
+    raise DfkdError(f"{source}: the weights do not fit {what} as its header says ({problem})")
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -124,7 +124,9 @@ def test_folder_pairs_flat_holdout_and_split_folders(tmp_path: Path) -> None:
     assert data.detect_layout(flat) == "folders"
     names = lambda split: {p.name for p in data.corpus_pairs(flat, split)}  # noqa: E731
     assert names("valid") and names("train").isdisjoint(names("valid"))
-    assert names("train") | names("valid") == names("test") == set("abcdefghij")
+    # The test split is held out too (issue 14): it never holds a clip trained on.
+    assert names("test") and names("test").isdisjoint(names("train") | names("valid"))
+    assert names("train") | names("valid") | names("test") == set("abcdefghij")
     assert names("valid") == names("valid")  # deterministic
 
     nested = tmp_path / "nested"
@@ -179,13 +181,20 @@ def test_unknown_layout_and_split(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------- datasets
+def _all_pairs(root: Path, strict: bool = True) -> list:
+    """Every pair of a flat noisy/ + clean/ folder (its ``test`` split is only a held-out part)."""
+    from dfkd.data.layouts import pair_by_name
+
+    return pair_by_name(root / "noisy", root / "clean", strict=strict)
+
+
 def test_segment_dataset_lengths_padding_and_determinism(tmp_path: Path) -> None:
     root = tmp_path / "pairs"
     _write(root / "clean" / "long.wav", 2.0, seed=1)
     _write(root / "noisy" / "long.wav", 2.0, seed=2)
     _write(root / "clean" / "short.wav", 0.25, seed=3)
     _write(root / "noisy" / "short.wav", 0.25, seed=4)
-    pairs = data.corpus_pairs(root, "test")
+    pairs = _all_pairs(root)
     ds = data.SegmentDataset(pairs, segment_seconds=0.5, seed=7)
     assert ds.fixed and len(ds) == 2 and ds.segment_samples == 8000
     for i in range(2):
@@ -220,7 +229,7 @@ def test_multichannel_and_mixed_rates_are_converted(tmp_path: Path) -> None:
     root = tmp_path / "pairs"
     _write(root / "noisy" / "x.wav", 0.5, rate=48000, seed=1, channels=2)
     _write(root / "clean" / "x.wav", 0.5, rate=16000, seed=1)
-    pairs = data.corpus_pairs(root, "test")
+    pairs = _all_pairs(root)
     assert data.scan_pairs(pairs, progress=False) == []
     noisy, clean, _ = data.UtteranceDataset(pairs, cache_dir=tmp_path / "cache")[0]
     assert noisy.shape == clean.shape == (8000,)
@@ -251,8 +260,8 @@ def _broken_corpus(root: Path) -> Path:
 def test_scan_reports_every_problem_at_once(tmp_path: Path) -> None:
     root = _broken_corpus(tmp_path / "broken")
     with pytest.raises(DfkdError, match=r"orphan\.wav.*no clean partner"):
-        data.corpus_pairs(root, "test")  # strict by default
-    problems = data.scan_pairs(data.corpus_pairs(root, "test", strict=False), progress=False)
+        data.corpus_pairs(root, "valid")  # strict by default
+    problems = data.scan_pairs(_all_pairs(root, strict=False), progress=False)
     expected = {
         "orphan": ["clean", "orphan.wav: missing clean file"],
         "short": ["noisy", "length mismatch"],
@@ -271,7 +280,7 @@ def test_scan_reports_every_problem_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["short", "nan", "text", "empty"])
 def test_datasets_raise_naming_the_bad_file(tmp_path: Path, name: str) -> None:
     root = _broken_corpus(tmp_path / "broken")
-    pair = next(p for p in data.corpus_pairs(root, "test", strict=False) if p.name == name)
+    pair = next(p for p in _all_pairs(root, strict=False) if p.name == name)
     with pytest.raises(DfkdError) as info:
         data.UtteranceDataset([pair])[0]
     assert str(pair.noisy) in str(info.value)
@@ -286,5 +295,5 @@ def test_segment_dataset_lists_all_mismatches_at_construction(tmp_path: Path) ->
         _write(root / "clean" / f"{name}.wav", 0.5, seed=k)
         _write(root / "noisy" / f"{name}.wav", 0.5 if name == "b" else 0.3, seed=k)
     with pytest.raises(DfkdError, match="2 problem") as info:
-        data.SegmentDataset(data.corpus_pairs(root, "test"), 0.25)
+        data.SegmentDataset(_all_pairs(root), 0.25)
     assert "a.wav" in str(info.value) and "c.wav" in str(info.value)

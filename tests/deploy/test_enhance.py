@@ -165,7 +165,7 @@ def test_existing_outputs_kept_unless_overwrite(checkpoint, tmp_path):
     dst = tmp_path / "out.wav"
     dst.write_bytes(b"keep me")
     args = ["enhance", str(checkpoint), str(src), "--out", str(dst), "--quiet"]
-    assert main(args) == 0
+    assert main(args) == 1  # an existing output is refused (issue 14), not silently kept
     assert dst.read_bytes() == b"keep me"
     assert main(args + ["--overwrite"]) == 0
     assert sf.info(dst).frames == 16000

@@ -51,12 +51,40 @@ def _models(args: argparse.Namespace):
         raise DfkdError("give checkpoints to time, or --arch ARCH [--presets paper,student]")
     entries = []
     for path in args.checkpoints:
-        model = load_model(path)
         label = _label(Path(path))
         if any(e.label == label for e in entries):
             label = f"{label}#{len(entries) + 1}"
+        if Path(path).suffix.lower() == ".onnx":  # the file `dfkd enhance` accepts, timed as is
+            entries.append(_onnx_entry(Path(path), label))
+            continue
+        model = load_model(path)
         entries.append(BenchModel(label, model, getattr(model, "ARCH", "")))
     return entries
+
+
+def _onnx_entry(path: Path, label: str):
+    """An exported model: timed by ONNX Runtime; rebuilt from its metadata only to count."""
+    import json
+    import sys
+
+    from ..deploy.backends import load_backend
+    from ..deploy.bench import BenchModel
+    from ..deploy.export import onnx_metadata
+
+    backend = load_backend(path)  # not found / not an ONNX model: one-line DfkdError
+    meta = onnx_metadata(backend.session)
+    model = None
+    if meta.get("arch") and meta.get("config"):
+        from ..models import build_from_config
+
+        try:
+            model = build_from_config(meta["arch"], json.loads(meta["config"]))
+        except (DfkdError, ValueError, TypeError):
+            model = None
+    print(f"dfkd bench: {path}: an ONNX file is timed with ONNX Runtime only (no PyTorch row)"
+          + ("" if model is not None else "; no dfkd metadata, so no parameter or MAC count"),
+          file=sys.stderr)
+    return BenchModel(label, model, meta.get("arch", ""), onnx=path)
 
 
 def _label(path: Path) -> str:
@@ -74,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not engines:  # checked before building models, which may be paper-size
         raise DfkdError(f"--engines: unknown {', '.join(unknown) or '(empty)'}; "
                         f"choose from {', '.join(ENGINES)}")
-    result = benchmark(_models(args), engines=engines, threads=thread_counts(args.threads),
+    models = _models(args)
+    idle = [m.label for m in models if not m.engines(engines)]
+    if idle:
+        raise DfkdError(f"{', '.join(idle)}: an ONNX file cannot be timed with --engines "
+                        f"{args.engines}; add onnx-fp32 or onnx-int8")
+    result = benchmark(models, engines=engines, threads=thread_counts(args.threads),
                        seconds=args.seconds, rounds=args.rounds, budget_seconds=args.budget,
                        progress=not args.quiet,
                        int8_ops=int8_ops(args))

@@ -84,7 +84,7 @@ def _heldout(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ..data.datasets import scan_pairs
-    from ..data.layouts import corpus_pairs, detect_layout
+    from ..data.layouts import corpus_pairs, detect_layout, split_source
 
     layout = detect_layout(args.data)
     splits = args.split or ["train", "valid", "test"]
@@ -101,7 +101,9 @@ def _check(args: argparse.Namespace) -> int:
             continue
         found = scan_pairs(pairs, args.sample_rate, progress=not args.quiet)
         checked += len(pairs)
-        print(f"{split}: {len(pairs)} pairs, {len(found)} problem(s)")
+        source = split_source(args.data, split)
+        print(f"{split}: {len(pairs)} pairs, {len(found)} problem(s)"
+              + (f" ({source})" if source else ""))
         problems += found
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)

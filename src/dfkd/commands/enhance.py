@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-level", action="store_true",
                         help="keep the model's own output level (default: one least-squares gain per "
                              "channel puts the speech at its level in the input)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs (without it, an existing output is an error)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -44,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
                             raw_level=args.raw_level)
     parts = [f"{len(summary.written)} written"]
     if summary.existing:
-        parts.append(f"{len(summary.existing)} already there (kept; --overwrite replaces them)")
+        parts.append(f"{len(summary.existing)} not replaced (the output exists; --overwrite "
+                     "replaces it)")
     if summary.failed:
         parts.append(f"{len(summary.failed)} failed")
     print(f"dfkd enhance: {', '.join(parts)} -> {args.out}", file=sys.stderr)
+    for dst in summary.existing:
+        print(f"  exists: {dst}", file=sys.stderr)
     for path, reason in summary.failed.items():
         print(f"  failed: {reason}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.existing else 0

@@ -71,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
         if args.model is None or args.data is None:
             raise DfkdError("model mode needs both --model CKPT and --data DIR")
         from ..checkpoint import load_model
-        from ..data.layouts import corpus_pairs
+        from ..data.layouts import corpus_pairs, split_source
 
         model = load_model(args.model)
         pairs = corpus_pairs(args.data, args.split)
         if not pairs:
             raise DfkdError(f"{args.data}: no pairs in split {args.split!r}")
+        source = split_source(args.data, args.split)
+        if source:
+            print(f"dfkd evaluate: {args.split} split of {args.data}: {len(pairs)} pairs, {source}",
+                  file=sys.stderr)
         summary = evaluate.evaluate_model(
             model, pairs, out, device=args.device,
             save_enhanced=out / "enhanced" if args.save_enhanced else None,

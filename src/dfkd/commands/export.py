@@ -53,7 +53,20 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.onnx)
     if out.suffix.lower() != ".onnx":
         raise DfkdError(f"{out}: the output file must end in .onnx")
+    target = Path(args.int8_out) if args.int8_out else int8_path(out)
+    if args.int8 and target.suffix.lower() != ".onnx":
+        raise DfkdError(f"{target}: the int8 output file must end in .onnx")
+    if args.data and not args.int8:
+        raise DfkdError("--data gives the clips that score the int8 model: add --int8")
     model = load_model(args.checkpoint)
+    pairs = None
+    if args.int8:  # every input is checked before the first file is written
+        if args.data:
+            pairs = corpus_test_pairs(args.data, limit=args.clips, sample_rate=model.sample_rate)
+            source = f"{len(pairs)} test clips of {args.data}"
+        else:
+            pairs = synthetic_pairs(count=args.clips)
+            source = f"{len(pairs)} synthetic speech clips in pink noise at 5 dB"
     tolerance = PARITY_TOLERANCE if args.tolerance is None else args.tolerance
     errors = export_checked(model, out, tolerance=tolerance,
                             metadata=model_metadata(model, source=Path(args.checkpoint).name))
@@ -64,14 +77,7 @@ def run(args: argparse.Namespace) -> int:
           f"{parity} (<= {tolerance:g})")
 
     if args.int8:
-        target = Path(args.int8_out) if args.int8_out else int8_path(out)
         quant = quantize_int8(out, target, op_types=int8_ops(args))
-        if args.data:
-            pairs = corpus_test_pairs(args.data, limit=args.clips, sample_rate=model.sample_rate)
-            source = f"{len(pairs)} test clips of {args.data}"
-        else:
-            pairs = synthetic_pairs(count=args.clips)
-            source = f"{len(pairs)} synthetic speech clips in pink noise at 5 dB"
         quality = compare_quality(out, target, pairs, sample_rate=model.sample_rate)
         report["int8"] = {"onnx": str(target), **quant, "quality": quality, "clips_from": source}
         quantized = ", ".join(f"{op} x{n}" for op, n in quant["quantized_ops"].items()) or (

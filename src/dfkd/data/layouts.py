@@ -21,9 +21,11 @@ Supported layouts (detected by :func:`detect_layout`):
     A CSV or JSONL file with ``noisy`` and ``clean`` columns (paths relative to the manifest) and
     optional ``split`` and ``name`` columns.
 
-Layouts without a split of their own (flat folder pairs, a manifest without ``split``) hold out a
-fixed, name-hashed fraction of the pairs (``valid_fraction``, default 10 %) as validation; ``test``
-returns every pair, because such a folder is most often an evaluation set.
+Layouts without a split of their own (flat folder pairs, a manifest without ``split``) hold out
+fixed, name-hashed fractions of the pairs: ``valid_fraction`` (default 10 %) as validation and
+``TEST_FRACTION`` (10 %) as test, so that a test split never holds a clip trained on. An evaluation
+set meant to be scored whole goes under ``test/noisy`` + ``test/clean`` (or a manifest with
+``split``). :func:`split_source` says, in words, where a split comes from.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ CORPUS_META = "dfkd_corpus.json"
 #: The usual VoiceBank+DEMAND validation speakers (held out of the 28-speaker training set).
 VOICEBANK_VALID_SPEAKERS: tuple[str, ...] = ("p226", "p287")
 DEFAULT_VALID_FRACTION = 0.1
+#: Fraction of a corpus without splits held out (name-hashed) as its test split.
+TEST_FRACTION = 0.1
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
                   "validation": "valid", "dev": "valid", "test": "test", "eval": "test"}
 _MAX_LISTED = 10
@@ -120,18 +124,28 @@ def stable_fraction(name: str) -> float:
     return int(hashlib.sha1(name.encode()).hexdigest()[:12], 16) / float(16**12)
 
 
-def holdout_split(pairs: Sequence[Pair], split: str, valid_fraction: float) -> list[Pair]:
-    """Split a set without its own splits: name-hashed ``valid_fraction`` -> valid, rest -> train.
+def holdout_split(pairs: Sequence[Pair], split: str, valid_fraction: float,
+                  test_fraction: float = 0.0) -> list[Pair]:
+    """Split a set without its own splits, by name hash: ``valid_fraction`` -> valid,
+    ``test_fraction`` -> test, the rest -> train (the three never overlap).
 
-    ``test`` returns all pairs. At least one pair goes to validation when there are two or more.
+    At least one pair goes to validation when there are two or more, and one to test (when
+    ``test_fraction`` > 0) when there are three or more. With ``test_fraction`` 0, ``test`` is empty.
     """
-    if split == "test":
-        return list(pairs)
     ranked = sorted(pairs, key=lambda p: stable_fraction(p.name))
     held = {p.name for p in ranked if stable_fraction(p.name) < valid_fraction}
     if not held and len(ranked) >= 2 and valid_fraction > 0:
         held = {ranked[0].name}
-    chosen = [p for p in pairs if (p.name in held) == (split == "valid")]
+    rest = [p for p in ranked if p.name not in held]
+    tested = {p.name for p in rest
+              if valid_fraction <= stable_fraction(p.name) < valid_fraction + test_fraction}
+    if not tested and len(rest) >= 2 and test_fraction > 0:
+        tested = {rest[0].name}
+    which = {"valid": held, "test": tested}
+    if split in which:
+        chosen = [p for p in pairs if p.name in which[split]]
+    else:
+        chosen = [p for p in pairs if p.name not in held and p.name not in tested]
     return sorted(chosen, key=lambda p: p.name)
 
 
@@ -300,7 +314,28 @@ def manifest_pairs(path: Path, split: str, valid_fraction: float) -> list[Pair]:
         pairs.append((row_split, Pair(name, noisy, clean)))
     if all(with_split):
         return sorted((p for s, p in pairs if s == split), key=lambda p: p.name)
-    return holdout_split(sorted((p for _, p in pairs), key=lambda p: p.name), split, valid_fraction)
+    return holdout_split(sorted((p for _, p in pairs), key=lambda p: p.name), split, valid_fraction,
+                         TEST_FRACTION)
+
+
+def split_source(root: str | os.PathLike, split: str) -> str | None:
+    """Where ``split`` of the corpus at ``root`` comes from, when it is a hash hold-out of a corpus
+    without splits (None otherwise): for ``dfkd corpus check`` and ``dfkd evaluate`` to say."""
+    root = Path(root)
+    layout = detect_layout(root)
+    flat = layout == "folders" and not any((root / s).is_dir() for s in SPLITS)
+    if layout == "manifest":
+        flat = not all(row.get("split") for _, row in _manifest_rows(root))
+    if flat:
+        share = {"train": 1 - DEFAULT_VALID_FRACTION - TEST_FRACTION,
+                 "valid": DEFAULT_VALID_FRACTION, "test": TEST_FRACTION}[split]
+        return (f"held out by name hash: about {share:.0%} of the pairs, disjoint from the other "
+                "splits (no split folders or split column; an evaluation set scored whole goes "
+                "under test/noisy + test/clean)")
+    if (layout == "folders" and split in ("train", "valid") and (root / "train").is_dir()
+            and not (root / "valid").is_dir()):
+        return "valid held out of train/ by name hash (no valid/ folder)"
+    return None
 
 
 # ------------------------------------------------------------------------------------- dispatch
@@ -345,7 +380,7 @@ def folder_pairs(root: Path, split: str, valid_fraction: float, strict: bool) ->
         return holdout_split(pairs, split, valid_fraction)
     if has(root):
         pairs = pair_by_name(root / "noisy", root / "clean", strict=strict)
-        return holdout_split(pairs, split, valid_fraction)
+        return holdout_split(pairs, split, valid_fraction, TEST_FRACTION)
     raise DfkdError(f"{root}: no {split}/noisy and {split}/clean folders for split {split!r}")
 
 

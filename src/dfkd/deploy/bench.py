@@ -43,12 +43,20 @@ SETTLE_SECONDS = 0.05  # pause before each timed call (see the module docstring)
 
 @dataclass
 class BenchModel:
-    """A model to time: its label, the module, and its architecture/preset when known."""
+    """A model to time: its label, the module, and its architecture/preset when known.
+
+    ``onnx``: an exported file to time as it is (its ONNX engines only; ``model``, rebuilt from
+    the file's metadata or None, then only counts parameters and MACs)."""
 
     label: str
-    model: nn.Module
+    model: nn.Module | None
     arch: str = ""
     preset: str = ""
+    onnx: Path | None = None
+
+    def engines(self, engines: Sequence[str]) -> list[str]:
+        """The engines of ``engines`` this entry can run (no PyTorch for a bare ONNX file)."""
+        return [e for e in engines if e != "pytorch" or self.onnx is None]
 
 
 @dataclass
@@ -138,7 +146,8 @@ def _prepare_onnx(entry: BenchModel, workdir: Path, engines: Sequence[str],
     paths: dict[str, Path] = {}
     if "onnx-fp32" in engines or "onnx-int8" in engines:
         stem = "".join(c if c.isalnum() else "_" for c in entry.label)
-        paths["onnx-fp32"] = export_onnx(entry.model, workdir / f"{stem}.onnx")
+        paths["onnx-fp32"] = (entry.onnx if entry.onnx is not None
+                              else export_onnx(entry.model, workdir / f"{stem}.onnx"))
         if "onnx-int8" in engines:
             paths["onnx-int8"] = workdir / f"{stem}.int8.onnx"
             quantize_int8(paths["onnx-fp32"], paths["onnx-int8"], op_types=int8_ops)
@@ -180,9 +189,10 @@ def benchmark(
     with tempfile.TemporaryDirectory(prefix="dfkd-bench-") as tmp:
         cases: list[tuple[int, str, int, str, Callable]] = []
         for index, entry in enumerate(models):
-            entry.model.eval()
+            if entry.model is not None:
+                entry.model.eval()
             onnx_paths = _prepare_onnx(entry, Path(tmp), engines, int8_ops)
-            for engine in engines:
+            for engine in entry.engines(engines):
                 for count in threads:
                     runner = (_torch_runner(entry.model, count) if engine == "pytorch"
                               else _onnx_runner(onnx_paths[engine], count))
@@ -205,9 +215,9 @@ def benchmark(
         finally:
             torch.set_num_threads(saved_threads)
     for index, entry in enumerate(models):
-        params = sum(p.numel() for p in entry.model.parameters())
-        macs = int(count_macs(entry.model, seconds=1.0))
-        for engine in engines:
+        params = sum(p.numel() for p in entry.model.parameters()) if entry.model is not None else 0
+        macs = int(count_macs(entry.model, seconds=1.0)) if entry.model is not None else 0
+        for engine in entry.engines(engines):
             for count in threads:
                 rtf = statistics.median(times[(index, engine, count, "rtf")]) / seconds
                 latency = statistics.median(times[(index, engine, count, "latency")]) * 1000
@@ -230,6 +240,8 @@ def ratios(rows: Sequence[BenchRow], labels: Sequence[str], engines: Sequence[st
     for engine in engines:
         for count in threads:
             for label in labels[1:]:
+                if (labels[0], engine, count) not in rtf or (label, engine, count) not in rtf:
+                    continue  # an ONNX file has no PyTorch row
                 out.append({"kind": "student_vs_teacher", "model": label, "reference": labels[0],
                             "engine": engine, "threads": count,
                             "speedup": rtf[(labels[0], engine, count)] / rtf[(label, engine, count)]})
@@ -238,6 +250,8 @@ def ratios(rows: Sequence[BenchRow], labels: Sequence[str], engines: Sequence[st
         if fast in engines and slow in engines:
             for label in labels:
                 for count in threads:
+                    if (label, slow, count) not in rtf or (label, fast, count) not in rtf:
+                        continue
                     out.append({"kind": kind, "model": label, "engine": fast, "reference": slow,
                                 "threads": count,
                                 "speedup": rtf[(label, slow, count)] / rtf[(label, fast, count)]})

@@ -27,14 +27,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..audio import AUDIO_EXTENSIONS, AUDIO_FORMATS as _FORMATS, check_complete
 from ..errors import DfkdError
 from ..files import atomic_write
 from .backends import Backend
 from .level import stream_level_matched
 from .streaming import Chunking, enhance_array, overlap_add
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
-_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 # Files with at least this many chunks get their own progress bar (short clips would only flicker).
@@ -52,8 +51,8 @@ def _output_format(src_info, dst: Path) -> tuple[str, str]:
     fmt = _FORMATS.get(dst.suffix.lower())
     if fmt is None:
         raise DfkdError(f"{dst}: unsupported output extension (use {', '.join(AUDIO_EXTENSIONS)})")
-    subtype = src_info.subtype
-    if fmt != src_info.format or not sf.check_format(fmt, subtype):
+    subtype = src_info.subtype  # kept across formats where allowed (24-bit wav -> 24-bit flac)
+    if not sf.check_format(fmt, subtype):
         subtype = sf.default_subtype(fmt)
     # Opus only encodes at 8/12/16/24/48 kHz; Vorbis takes any rate.
     if subtype == "OPUS" and src_info.samplerate not in (8000, 12000, 16000, 24000, 48000):
@@ -86,6 +85,7 @@ def enhance_file(
         raise DfkdError(f"{src}: not a readable audio file ({err})") from err
     with reader:
         rate, channels, total = reader.samplerate, reader.channels, reader.frames
+        check_complete(src, total)  # empty or truncated: nothing to write
         fmt, subtype = _output_format(reader, dst)
         out_channels = 1 if mono else channels
         grid = getattr(backend, "grid", 1)
@@ -95,11 +95,22 @@ def enhance_file(
                    disable=not progress or n_chunks < _CHUNK_BAR_MIN)
         clip = subtype not in _FLOAT_SUBTYPES  # integer/lossy encoders wrap or distort past full scale
 
+        done = [0]
+
         def read(n: int) -> np.ndarray:
             try:
-                return reader.read(n, dtype="float32", always_2d=True).T
+                block = reader.read(n, dtype="float32", always_2d=True).T
             except Exception as err:
                 raise DfkdError(f"{src}: cannot decode audio ({err})") from err
+            if not np.all(np.isfinite(block)):  # never enhance NaN/Inf into a NaN output
+                bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+                raise DfkdError(f"{src}: audio contains {bad} NaN or Inf sample(s) in frames "
+                                f"{done[0]}-{done[0] + block.shape[1]} (nothing written)")
+            done[0] += block.shape[1]
+            if block.shape[1] < n and done[0] < total:
+                raise DfkdError(f"{src}: truncated audio file (the header declares {total} "
+                                f"frames, only {done[0]} could be read)")
+            return block
 
         def process(block: np.ndarray) -> np.ndarray:
             return enhance_array(backend, block, rate, mono)
@@ -108,6 +119,9 @@ def enhance_file(
             with sf.SoundFile(tmp, "w", samplerate=rate, channels=out_channels,
                               format=fmt, subtype=subtype) as writer:
                 def write(block: np.ndarray) -> None:
+                    if not np.all(np.isfinite(block)):  # a damaged model: never a NaN file
+                        raise DfkdError(f"{src}: the model's output holds NaN or Inf samples "
+                                        "(nothing written; are the checkpoint's weights finite?)")
                     writer.write(np.clip(block, -1.0, 1.0).T if clip else block.T)
 
                 def stream(read, write) -> None:
@@ -132,12 +146,28 @@ def find_audio(root: str | os.PathLike, exclude: str | os.PathLike | None = None
     skip = Path(exclude).resolve() if exclude is not None else None
     found = []
     for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file() or path.name.startswith("."):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
             continue
-        if skip is not None and path.resolve().is_relative_to(skip):
+        if skip is not None and Path(os.path.realpath(path)).is_relative_to(skip):
             continue  # outputs written inside the input tree by an earlier run
-        found.append(path)
+        found.append(path)  # non-files (folders, broken links) are reported by enhance_file
     return found
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (found by a folder scan) cannot be read as a file, or None when it can."""
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "symbolic link loop"
+        except OSError:
+            return f"dangling symbolic link (to {os.readlink(path)})"
+    if path.is_dir():
+        return "a folder, not an audio file"
+    return "not a regular file"
 
 
 def plan_outputs(src: str | os.PathLike, out: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -152,12 +182,14 @@ def plan_outputs(src: str | os.PathLike, out: str | os.PathLike) -> list[tuple[P
         if out.is_file():
             raise DfkdError(f"{out}: is a file, but the input {src} is a folder")
         return [(path, out / path.relative_to(src)) for path in find_audio(src, exclude=out)]
-    raise DfkdError(f"{src}: no such file or folder")
+    reason = _not_a_file(src) if src.is_symlink() else None
+    raise DfkdError(f"{src}: {reason or 'no such file or folder'}")
 
 
 @dataclass
 class EnhanceSummary:
-    """What :func:`enhance_paths` did: outputs written, skipped (already there), failed (reasons)."""
+    """What :func:`enhance_paths` did: outputs written, refused (already there), failed (reasons:
+    unreadable, empty, truncated or non-finite audio, folders and broken links named like audio)."""
 
     written: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
@@ -175,10 +207,9 @@ def enhance_paths(
     log: Callable[[str], None] | None = None,
     raw_level: bool = False,
 ) -> EnhanceSummary:
-    """Enhance a file or a folder tree into ``out``; bad inputs are logged and skipped.
-
-    Outputs are level-matched to their inputs unless ``raw_level`` (see :func:`enhance_file`).
-    """
+    """Enhance a file or a folder tree into ``out``; bad inputs are logged, skipped and listed in
+    the summary (existing outputs are kept unless ``overwrite``). Outputs are level-matched to
+    their inputs unless ``raw_level`` (see :func:`enhance_file`)."""
     from tqdm import tqdm
 
     log = log or (lambda message: tqdm.write(message, file=sys.stderr))
@@ -190,7 +221,12 @@ def enhance_paths(
                           disable=not progress or len(pairs) < 2):
         if dst.exists() and not overwrite:
             summary.existing.append(dst)
-            log(f"{dst}: exists, skipped (use --overwrite to replace it)")
+            log(f"{dst}: output exists, not replaced (pass --overwrite to replace it)")
+            continue
+        reason = _not_a_file(path)
+        if reason is not None:
+            summary.failed[path] = f"{path}: {reason}"
+            log(f"skipped {summary.failed[path]}")
             continue
         try:
             enhance_file(backend, path, dst, chunking, mono=mono, progress=progress,

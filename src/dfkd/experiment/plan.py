@@ -182,12 +182,16 @@ def pretrained_path(config: ExperimentConfig, arch: str,
         return next((r / PRETRAINED_DIR / name for r in roots if (r / PRETRAINED_DIR / name).is_file()), None)
     from ..errors import DfkdError
 
+    from ..checkpoint import resolve_checkpoint
+
     candidate = Path(roots[0]) / str(setting).format(arch=arch, preset=config.teacher.preset)
+    if candidate.is_dir():  # a run folder: best.pt, else last.pt, with the other commands' message
+        return resolve_checkpoint(candidate)
     if not candidate.is_file():
         raise DfkdError(
-            f"teacher.pretrained: {candidate} not found (for {arch}). The pretrained demo teachers "
-            "are not available yet: train them with `make teachers` (README, 'Pretrained demo "
-            "teachers'), or set teacher.pretrained: none to train them in the grid (hours on a CPU)")
+            f"teacher.pretrained: {candidate}: checkpoint not found (for {arch}); give a checkpoint "
+            "or run folder, `auto` for the demo teachers in pretrained/, or `none` to train the "
+            "teachers in the grid (hours on a CPU)")
     return candidate
 
 
@@ -196,10 +200,17 @@ def teacher_cell(config: ExperimentConfig, arch: str, out: Path, data: str,
     """The teacher of ``arch``: a pretrained checkpoint when one is configured, else a grid run."""
     pretrained = pretrained_path(config, arch, roots)
     if pretrained is not None:
-        from ..checkpoint import read_checkpoint
+        from ..checkpoint import model_from_checkpoint_dict, read_checkpoint
         from ..errors import DfkdError
 
-        seed = read_checkpoint(pretrained).get("train_seed")  # None for asteroid checkpoints
+        data = read_checkpoint(pretrained)
+        # Load it now, for --dry-run as for the real run: a bare state_dict, a header that does not
+        # match the weights or a teacher of another architecture stops the grid before any file.
+        teacher = model_from_checkpoint_dict(data, source=str(pretrained))
+        if teacher.ARCH != arch:
+            raise DfkdError(f"{pretrained}: the teacher for {arch} is a {teacher.ARCH}; a student "
+                            "is distilled from a teacher of its own architecture")
+        seed = data.get("train_seed")  # None for asteroid checkpoints
         if seed is not None and int(seed) in set(config.seeds) | set(config.sweep_seeds):
             raise DfkdError(f"{pretrained} was trained with seed {seed}, which is also a student seed "
                             "of this grid; students must not share their teacher's seed (method.md)")

@@ -171,10 +171,27 @@ class ExperimentRunner:
         return {a: teacher_cell(self.config, a, self.out, self.data, self.roots)
                 for a in self.config.architectures}
 
+    def check_inputs(self) -> dict[str, Cell]:
+        """The teachers, after every check of the inputs (teachers, corpus splits); the same for
+        ``--dry-run`` and the real run, and before any file is written."""
+        from ..data.layouts import corpus_pairs, detect_layout, split_source
+
+        teachers = self.teachers()
+        splits = ("test",) if detect_layout(self.data) == "dns" else ("train", "valid", "test")
+        for split in splits:
+            if split == "test":
+                self.pairs(split)
+            elif not corpus_pairs(self.data, split):
+                raise DfkdError(f"{self.data}: the {split} split is empty (no noisy/clean pairs)")
+        source = split_source(self.data, "test")
+        if source:
+            print(f"dfkd experiment: the test split of {self.data}: {source}", file=sys.stderr)
+        return teachers
+
     def plan(self) -> dict[str, Any]:
         """The cells (finals at the lambdas chosen so far), with what is done; for ``--dry-run``."""
         plan: dict[str, Any] = {}
-        for arch, teacher in self.teachers().items():
+        for arch, teacher in self.check_inputs().items():
             sweeps = sweep_cells(self.config, arch, teacher, self.out, self.data)
             chosen, _ = self.choose_weights(arch, sweeps, partial=True)
             finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
@@ -387,7 +404,7 @@ class ExperimentRunner:
     # ------------------------------------------------------------------------------- the grid
     def run(self, report_only: bool = False) -> Results:
         """Run every cell not done yet (none with ``report_only``) and write the results."""
-        teachers = self.teachers()  # first: a missing pretrained teacher must not leave files behind
+        teachers = self.check_inputs()  # first: a bad teacher or corpus must not leave files behind
         self.out.mkdir(parents=True, exist_ok=True)
         _write_json(self.out / "experiment.json", {"config": self.config.to_dict(), "data": self.data})
         sweeps = {a: sweep_cells(self.config, a, t, self.out, self.data) for a, t in teachers.items()}

@@ -120,6 +120,11 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         raise DfkdError(f"{data.root}: the training split is empty")
     if len(valid) == 0:
         raise DfkdError(f"{data.root}: the validation split is empty")
+    if batches_per_epoch(len(train), config.batch_size) == 0:  # before any work (teacher cache)
+        raise DfkdError(
+            f"{data.root}: the training set has {len(train)} items, fewer than one batch of "
+            f"{config.batch_size} (lower --batch-size or add data)"
+        )
     return train, valid
 
 

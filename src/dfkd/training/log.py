@@ -11,6 +11,8 @@ holds exactly the records of the steps that survive.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,9 +71,22 @@ def load_history(path: Path, up_to_step: int) -> dict[str, Any]:
     """A previous run's history, without the records of steps after ``up_to_step`` (resume)."""
     if not path.is_file():
         return {"run": {}, "train": [], "valid": []}
-    data = json.loads(path.read_text())
-    for kind in ("train", "valid"):
-        data[kind] = [r for r in data.get(kind, []) if r["step"] <= up_to_step]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object, found {type(data).__name__}")
+        for kind in ("train", "valid"):
+            data[kind] = [r for r in data.get(kind, []) if r["step"] <= up_to_step]
+        if not isinstance(data.get("run", {}), dict):
+            raise ValueError("'run' is not an object")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
+        # The checkpoint, not the log, holds the training state: resume, and start a new log.
+        damaged = path.with_name(path.name + ".damaged")
+        os.replace(path, damaged)
+        print(f"dfkd: {path}: damaged ({type(err).__name__}: {err}); resuming from the checkpoint "
+              f"at step {up_to_step} with a new history (records before it are lost; the damaged "
+              f"file is kept as {damaged.name})", file=sys.stderr)
+        return {"run": {}, "train": [], "valid": []}
     return data
 
 

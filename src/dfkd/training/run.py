@@ -29,6 +29,7 @@ from .. import models
 from ..checkpoint import load_model, model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
 from ..distill.methods import KDLoss, make_kd_loss
 from ..errors import DfkdError
+from ..files import remove_stale_temps, write_text
 from ..losses import make_task_loss
 from ..distill.teacher_cache import (
     CachedTeacherDataset,
@@ -127,6 +128,18 @@ def _barrier(ctx: DistContext) -> None:
         torch.distributed.barrier()
 
 
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Make the config's paths absolute (in place): config.yaml then resumes from any folder."""
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).expanduser().absolute()) if value else value
+
+    config.data.root = absolute(config.data.root)
+    config.kd.teacher = absolute(config.kd.teacher)
+    config.kd.cache_dir = absolute(config.kd.cache_dir)
+    config.model.init = absolute(config.model.init)
+    return config
+
+
 def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict[str, Any] | None:
     """Check the run folder against ``resume``; returns the ``last.pt`` payload when resuming."""
     last = out_dir / "last.pt"
@@ -138,11 +151,9 @@ def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict
         return None
     if not last.is_file():
         raise DfkdError(f"{out_dir}: nothing to resume (no last.pt)")
-    for stale in out_dir.glob(".*.tmp"):  # half-written checkpoints of the killed run
-        stale.unlink(missing_ok=True)
     saved_path = out_dir / "config.yaml"
     if saved_path.is_file():
-        saved = from_dict(load_yaml(saved_path), str(saved_path))
+        saved = absolute_paths(from_dict(load_yaml(saved_path), str(saved_path)))
         changed = [k for k in differing_keys(saved, config) if k not in RESUMABLE_KEYS]
         if changed:
             raise DfkdError(
@@ -159,7 +170,10 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     kd = kd_loss_from_config(config)
     config.kd.weight = kd.weight  # config.yaml records the lambda actually used
     task_loss = make_task_loss(config.task_loss)
+    absolute_paths(config)
     payload = prepare_run_folder(config, out_dir, resume)
+    for stale in remove_stale_temps(out_dir):  # half-written files of an interrupted run
+        print(f"dfkd: removed {stale}, left by an interrupted write", file=sys.stderr)
     ctx = init_distributed(config.device)
     device = resolve_device(config.device, ctx)
     if config.threads > 0:
@@ -218,7 +232,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         trainer.restore(payload)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_yaml(config))
+        write_text(out_dir / "config.yaml", dump_yaml(config))
     try:
         trainer.run()
     finally:

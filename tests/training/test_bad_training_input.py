@@ -1,0 +1,83 @@
+"""Bad input to `dfkd train` / `dfkd distill` (issue 14): damaged history, relative paths, tiny
+data, leftovers of interrupted writes, file modes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dfkd import cli
+from dfkd.checkpoint import model_payload, save_checkpoint
+from dfkd.models import build
+
+from tiny_corpus import make_tiny_corpus
+
+FAST = [
+    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
+    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=1",
+    "--set", "log_every=1", "--valid-every", "2",
+]
+
+
+def _main(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def test_resume_from_elsewhere_with_damaged_history_and_stale_temps(tmp_path, monkeypatch, capsys):
+    make_tiny_corpus(tmp_path / "corpus", train=4, valid=2)
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert _main("train", "--arch", "convtasnet", "--data", "corpus", "--out", "run",
+                     "--steps", 2, *FAST) == 0
+    finally:
+        os.umask(old)
+    run = tmp_path / "run"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["root"] == str(tmp_path / "corpus")  # absolute: resumes from anywhere
+    for name in ("last.pt", "best.pt", "history.json"):
+        assert (run / name).stat().st_mode & 0o777 == 0o644, name  # not mkstemp's 0600
+    (run / "history.json").write_text('{"train": [{"step": 1, "loss"')  # cut mid-write
+    (run / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert _main("train", "--out", run, "--resume", "--steps", 4, "--no-progress") == 0
+    err = capsys.readouterr().err
+    assert "history.json: damaged" in err and "resuming from the checkpoint at step 2" in err
+    assert ".last.pt.abc123.tmp" in err
+    assert not list(run.glob(".*.tmp"))
+    history = json.loads((run / "history.json").read_text())
+    assert [r["step"] for r in history["train"]] == [3, 4]
+    assert (run / "history.json.damaged").is_file()
+
+
+def test_training_set_smaller_than_a_batch_is_refused_before_the_teacher_cache(tmp_path, capsys):
+    corpus = make_tiny_corpus(tmp_path / "corpus", train=3, valid=2)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "teacher.pt", model_payload(build("convtasnet", "mini"), train_seed=5))
+    out = tmp_path / "student"
+    out.mkdir()  # a first start killed before its first checkpoint left a temp file
+    (out / ".last.pt.x1y2z3.tmp").write_bytes(b"half")
+    assert _main("distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral",
+                 "--data", corpus, "--out", out, "--steps", 2, "--cache-teacher",
+                 "--cache-dir", tmp_path / "cache", *FAST) == 1
+    err = capsys.readouterr().err.strip()
+    assert ".last.pt.x1y2z3.tmp, left by an interrupted write" in err
+    err = err.splitlines()[-1]
+    assert "training set has 3 items, fewer than one batch of 4" in err and str(corpus) in err
+    assert err.startswith("dfkd distill: error: ")
+    assert not (tmp_path / "cache").exists()
+    assert list(out.iterdir()) == []  # the temp file removed, nothing else made
