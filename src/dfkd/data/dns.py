@@ -167,7 +167,8 @@ class DNSMixtureDataset(Dataset):
         epoch = "fixed" if self.fixed else f"e{self.epoch}"
         return f"dns:{self.seed}:{epoch}:{i}"
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sources(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+        """Item ``i``'s generator and its drawn clean crop and (tiled) noise crop."""
         if not 0 <= i < self.items:
             raise IndexError(i)
         rng = self._rng(i)
@@ -178,6 +179,10 @@ class DNSMixtureDataset(Dataset):
                               self.sample_rate, self.cache_dir, tile=False)
         noise = _crop_or_tile(noise_path, self._length(noise_path), length, rng,
                               self.sample_rate, self.cache_dir, tile=True)
+        return rng, clean, noise
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng, clean, noise = self._sources(i)
         level_db = rng.uniform(*self.level_range)
         snr = rng.uniform(*self.snr_range)
         clean_rms = math.sqrt(float(np.mean(clean.astype(np.float64) ** 2)))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DfkdError
-from .dns import DNSMixtureDataset, _crop_or_tile
+from .dns import DNSMixtureDataset
 from .mixing import MixSpec, draw_rir, mix, mix_spec, source_files, split_rng
 
 
@@ -65,16 +65,7 @@ class MixtureDataset(DNSMixtureDataset):
         return f"mix:{self.split}:{self.seed}:{epoch}:{i}"
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= i < self.items:
-            raise IndexError(i)
-        rng = self._rng(i)
-        clean_path = self.clean_files[int(rng.integers(len(self.clean_files)))]
-        noise_path = self.noise_files[int(rng.integers(len(self.noise_files)))]
-        length = self.segment_samples
-        clean = _crop_or_tile(clean_path, self._length(clean_path), length, rng,
-                              self.sample_rate, self.cache_dir, tile=False)
-        noise = _crop_or_tile(noise_path, self._length(noise_path), length, rng,
-                              self.sample_rate, self.cache_dir, tile=True)
+        rng, clean, noise = self._sources(i)  # the DNS draw, from this split's generator
         rir = draw_rir(rng, self.spec, self.rir_files, self.sample_rate)
         noisy, target = mix(clean, noise, rng, self.spec, rir)
         return torch.from_numpy(noisy), torch.from_numpy(target)

@@ -356,11 +356,17 @@ def _build_into(tmp: Path, settings: DemoSettings, wanted: dict, source: str, pr
         "level_dbfs": list(LEVEL_RANGE_DB), "noise_types": list(noise_lib.NOISE_TYPES),
         "music": music_origin, "licence": _licence_text(source),
     }
+    write_corpus_records(tmp, rows, _readme(meta), meta)
+    return meta
+
+
+def write_corpus_records(folder: Path, rows: list[dict], readme: str, meta: dict) -> None:
+    """The per-file CSV, the README and the metadata file of a built corpus (the metadata last:
+    its presence marks the corpus complete)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(tmp / ITEMS_CSV, buffer.getvalue())
-    write_text(tmp / "README.md", _readme(meta))
-    write_json(tmp / CORPUS_META, meta)  # last: marks completeness
-    return meta
+    write_text(folder / ITEMS_CSV, buffer.getvalue())
+    write_text(folder / "README.md", readme)
+    write_json(folder / CORPUS_META, meta)

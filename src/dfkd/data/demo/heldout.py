@@ -24,8 +24,6 @@ with no speaker at all the build stops with a :class:`DfkdError` that says what 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -44,10 +42,10 @@ from ... import __version__
 from . import heldout_noise
 from . import noise as demo_noise
 from . import speech as speech_lib
-from .build import ITEMS_CSV, existing_corpus, remove_stale_partials, swap_into_place
+from .build import (
+    ITEMS_CSV, existing_corpus, remove_stale_partials, swap_into_place, write_corpus_records,
+)
 from ...audio import load_mono, resample, scale_to_snr, write_audio
-from ...files import write_json, write_text
-from ..layouts import CORPUS_META
 from ...errors import DfkdError
 from ... import SAMPLE_RATE
 
@@ -349,11 +347,5 @@ def _build_into(tmp: Path, settings: HeldoutSettings, wanted: dict, speakers: li
         "excluded": {"speakers": sorted(_demo_speakers()), "noise_types": list(demo_noise.NOISE_TYPES)},
         "licence": _licence(speakers, kinds),
     }
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(tmp / ITEMS_CSV, buffer.getvalue())
-    write_text(tmp / "README.md", _readme(meta))
-    write_json(tmp / CORPUS_META, meta)  # last: marks completeness
+    write_corpus_records(tmp, rows, _readme(meta), meta)
     return meta
