@@ -90,6 +90,19 @@ def test_teacher_lead_and_paired_differences():
     assert results.paired["convtasnet"]["spectral"]["si_snri"]["better"] == 0
 
 
+def test_verdict_line_says_whether_dfkd_beats_every_baseline():
+    text = to_markdown(build_results(_records(), order=["spectral", "dfkd"]))
+    assert ("- convtasnet: DFKD is ahead of every baseline in SI-SNRi: `dfkd` (+0.22 ± 0.08 (5/6) dB) "
+            "over `none`, the best baseline `none`.") in text
+    # a baseline that does better: the verdict says so and names it
+    records = [r for r in _records() if r.model != "spectral"]
+    for seed, shift in ((1, -0.1), (2, 0.1)):
+        records.append(RunRecord("convtasnet", "sisnr", seed, _scores(6.5, shift, OFFSETS), dict(NOISY)))
+    text = to_markdown(build_results(records))
+    assert "convtasnet: DFKD does NOT beat the best baseline in SI-SNRi" in text
+    assert "against `sisnr` (+0.50 ± 0.00 (6/6) dB); pick sisnr." in text
+
+
 def test_low_teacher_lead_is_flagged():
     records = [r for r in _records() if r.model != "teacher"]
     records.append(RunRecord("convtasnet", "teacher", 0, _scores(6.5, 0.0, OFFSETS), dict(NOISY)))
@@ -98,6 +111,17 @@ def test_low_teacher_lead_is_flagged():
     assert results.teacher_lead["convtasnet"]["meets_target"] is False
     assert "BELOW the 2 dB target" in text
     assert "+0.50" in text
+
+
+def test_small_differences_get_the_decimals_their_standard_error_needs():
+    from dfkd.experiment.tables import format_difference
+
+    pesq = {"mean": 0.0041, "se": 0.0017, "better": 40, "clips": 69}
+    assert format_difference(pesq, "pesq_wb") == "+0.004 ± 0.002 (40/69)"
+    snri = {"mean": 0.31, "se": 0.07, "better": 50, "clips": 69}
+    assert format_difference(snri, "si_snri") == "+0.31 ± 0.07 (50/69)"
+    tiny = {"mean": 1e-7, "se": 1e-8, "better": 1, "clips": 2}
+    assert format_difference(tiny, "pesq_wb") == "+0.0000 ± 0.0000 (1/2)"
 
 
 def test_late_validation_gain_reads_the_last_fifth_of_the_curve():

@@ -158,7 +158,10 @@ def test_grid_runs_reuses_and_reports(tmp_path, corpus):
     assert set(rules) == {"cummax-slope", "fixed:1000"}
     assert sum(rules["fixed:1000"]) > 0 and rules["fixed:1000"].index(max(rules["fixed:1000"])) == 32
     html = (out / "report.html").read_text()
-    assert html.count("<audio") == 5  # one clip: noisy, clean, teacher, none, dfkd
+    # one clip: noisy, clean, teacher, none, dfkd, and the best student when it is another one
+    best = next(r.model for r in results.rows if r.best)
+    assert html.count("<audio") == 5 + (best not in ("none", "dfkd"))
+    assert (f"student {best} (best)" in html) == (best not in ("none", "dfkd"))
     for wav in (out / "audio").rglob("*.wav"):
         assert wav.stat().st_size > 1000
 

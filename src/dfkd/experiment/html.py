@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from ..files import write_text
 from .tables import (
-    format_difference, lead_sentence, metric_header, table_cells, table_header,
+    format_difference, lead_sentence, metric_header, table_cells, table_header, verdict_sentence,
 )
 from .results import BASELINE, NOISY, PAIRED_METRICS, TEACHER, Results
 
@@ -138,10 +138,13 @@ def render_html(results: Results, figures: Sequence[ReportFigure] = (),
     for arch, lead in results.teacher_lead.items():
         css = "ok" if lead.get("meets_target") and lead.get("none_converged") is not False else "bad"
         leads.append(f'<li class="{css}">{_esc(lead_sentence(arch, lead))}</li>')
+    verdicts = [v for v in (verdict_sentence(results, a) for a in results.teacher_lead) if v]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>", f'<p class="note">{_esc(results.provenance)}</p>',
+        *([f"<h2>Verdict</h2><ul>{''.join(f'<li>{_esc(v)}</li>' for v in verdicts)}</ul>"]
+          if verdicts else []),
         "<h2>Results</h2>",
         f'<p class="note">Mean ± std over seeds (noisy row: over clips). ★ = best student of its '
         f"architecture by {_esc(metric_header(results.rank_metric))}. MACs per second of audio; "

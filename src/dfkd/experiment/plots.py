@@ -127,11 +127,17 @@ def plot_crossover(histograms: Mapping[str, Mapping[str, Sequence[int]]], path: 
             if not weight.size:
                 continue
             median = weighted_median(hz, weight)
+            at_dc = float(weight[hz == 0].sum() / weight.sum())
+            dc = f", {100 * at_dc:.0f} % at 0 Hz" if at_dc > 0 else ""
             axes.hist(np.maximum(hz, bin_hz / 2), bins=edges, weights=weight / weight.sum(),
-                      histtype="step", linewidth=1.5, label=f"{rule} (median {median:.0f} Hz)")
+                      histtype="step", linewidth=1.5, label=f"{rule} (median {median:.0f} Hz{dc})")
         axes.set_xscale("log")
         axes.set_xlim(edges[0], edges[-1])
-        axes.set_xlabel("crossover frequency (Hz)")
+        # the leftmost bar is bin 0 (drawn at half a bin on the log axis): name it
+        axes.axvline(bin_hz / 2 * 1.1, color="0.6", linewidth=0.8, linestyle=":")
+        axes.text(bin_hz / 2 * 1.15, 0.97, "0 Hz (DC bin)", transform=axes.get_xaxis_transform(),
+                  fontsize=7, va="top", color="0.35")
+        axes.set_xlabel("crossover frequency (Hz); the first bar is 0 Hz, the DC bin")
         axes.set_ylabel("fraction of frames")
         axes.set_title(f"{arch}: DFKD crossover over the validation set", fontsize=10)
         axes.legend(fontsize=8)

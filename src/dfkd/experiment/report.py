@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -187,8 +187,10 @@ def _level_matched(enhanced: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return out * (0.99 / peak) if peak > 0.99 else out
 
 
-def listening_clips(grid: ReportInputs, finals: Sequence[Cell]) -> list[ReportClip]:
-    """Noisy / clean / teacher / student-``none`` / student-``dfkd`` for a few test clips."""
+def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
+                    best: Mapping[str, str] | None = None) -> list[ReportClip]:
+    """Noisy / clean / teacher / student-``none`` / student-``dfkd`` for a few test clips, and the
+    architecture's best student (``best``: arch -> row name) when it is another one."""
     from ..audio import load_mono, write_audio
     from ..models.inference import enhance_utterance
 
@@ -210,6 +212,9 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell]) -> list[ReportCl
                    (f"student {BASELINE}", first(BASELINE))]
         if dfkd_name is not None:
             systems.append((f"student {dfkd_name}", first(dfkd_name)))
+        winner = (best or {}).get(arch)
+        if winner is not None and winner not in (BASELINE, dfkd_name):
+            systems.append((f"student {winner} (best)", first(winner)))
         loaded = [(label, load_model(cell.model_path).to(device).eval())
                   for label, cell in systems if cell is not None]
         if not loaded:
@@ -249,6 +254,7 @@ def write_report(grid: ReportInputs, results: Results) -> Path:
             "DFKD crossover frequency", "plots/crossover.png",
             "Crossover chosen by each adapter rule on the teacher's outputs over the validation "
             "set (non-silent frames), as used in training."))
-    clips = listening_clips(grid, [c for c in grid.finals if c.model != TEACHER])
+    best = {row.arch: row.model for row in results.rows if row.best}
+    clips = listening_clips(grid, [c for c in grid.finals if c.model != TEACHER], best)
     return write_report_html(results, out, figures, clips,
                              title=f"dfkd comparison: {grid.config.name}")

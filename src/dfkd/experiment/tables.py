@@ -44,6 +44,10 @@ def format_difference(diff: Mapping[str, float], metric: str) -> str:
     if not diff or not diff.get("clips"):
         return "–"
     digits = DECIMALS.get(metric, 2)
+    if not math.isnan(diff["se"]) and diff["se"] > 0:
+        # enough decimals for the standard error to show a significant digit: a PESQ difference
+        # of +0.004 ± 0.002 must not read "+0.00 ± 0.00" (at most 4 decimals)
+        digits = min(4, max(digits, -math.floor(math.log10(diff["se"]))))
     se = "" if math.isnan(diff["se"]) else f" ± {diff['se']:.{digits}f}"
     return f"{diff['mean']:+.{digits}f}{se} ({diff['better']}/{diff['clips']})"
 
@@ -79,11 +83,41 @@ def lead_sentence(arch: str, lead: Mapping[str, Any]) -> str:
             f"({lead['teacher']:.2f} vs {lead['none']:.2f}), which {verdict}{hint}.")
 
 
+def verdict_sentence(results: Results, arch: str) -> str | None:
+    """One line: does DFKD (any row named ``dfkd`` or ``dfkd-*``) beat every other student of
+    ``arch``, by the paired per-clip difference over ``none`` in the rank metric? ``None`` when the
+    grid has no DFKD row or no paired differences yet."""
+    metric = results.rank_metric
+    diffs = {model: d[metric] for model, d in results.paired.get(arch, {}).items()
+             if model != TEACHER and metric in d and d[metric].get("clips")}
+    dfkd = {m: d for m, d in diffs.items() if m == "dfkd" or m.startswith("dfkd-")}
+    others = {m: d for m, d in diffs.items() if m not in dfkd}
+    others["none"] = {"mean": 0.0, "se": 0.0, "clips": 1}
+    if not dfkd:
+        return None
+    unit = f" {UNITS[metric]}" if metric in UNITS else ""
+    best_dfkd = max(dfkd, key=lambda m: dfkd[m]["mean"])
+    best_other = max(others, key=lambda m: others[m]["mean"])
+
+    def said(model: str, diff: Mapping[str, float]) -> str:
+        return "`none`" if model == "none" else f"`{model}` ({format_difference(diff, metric)}{unit})"
+
+    label = LABELS.get(metric, metric)
+    if dfkd[best_dfkd]["mean"] > others[best_other]["mean"]:
+        return (f"{arch}: DFKD is ahead of every baseline in {label}: {said(best_dfkd, dfkd[best_dfkd])} "
+                f"over `none`, the best baseline {said(best_other, others[best_other])}.")
+    return (f"{arch}: DFKD does NOT beat the best baseline in {label}: its best row "
+            f"{said(best_dfkd, dfkd[best_dfkd])} over `none`, against {said(best_other, others[best_other])}; "
+            f"pick {best_other if best_other != 'none' else 'no KD (`none`)'}.")
+
+
 def to_markdown(results: Results) -> str:
     """``results.md``: the table, the teacher leads, the paired differences and the lambda sweeps."""
     header = table_header(results.metrics)
+    verdicts = [v for v in (verdict_sentence(results, a) for a in results.teacher_lead) if v]
     lines = [
         "# Results", "",
+        *([f"- {v}" for v in verdicts] + [""] if verdicts else []),
         f"Mean ± std over seeds (each seed: mean over the test clips; the noisy row: over clips). "
         f"★ = best student of its architecture by {metric_header(results.rank_metric)}. "
         "MACs per second of audio; RTF = CPU wall time / audio duration, batch of one.", "",
