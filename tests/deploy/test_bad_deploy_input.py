@@ -4,7 +4,6 @@ entries, existing outputs; and what good input keeps (24-bit subtype, file mode)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +13,6 @@ import torch
 from dfkd.checkpoint import model_payload, save_checkpoint
 from dfkd.cli import main
 from dfkd.models import build
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "mini.pt"
-    save_checkpoint(path, model_payload(build("convtasnet", "mini")))
-    return path
 
 
 def _clip(frames: int = 8000, seed: int = 0) -> np.ndarray:

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from dfkd.checkpoint import model_payload, save_checkpoint
 from dfkd.cli import main
 from dfkd.deploy.backends import TorchBackend, load_backend
 from dfkd.deploy.enhance import enhance_file
 from dfkd.deploy.streaming import Chunking, crossfade_ramp, enhance_array, enhance_chunked
 from dfkd.errors import DfkdError
-from dfkd.models import build
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "mini.pt"
-    save_checkpoint(path, model_payload(build("convtasnet", "mini")))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -236,6 +236,16 @@ def _readme(meta: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------- building
+def fresh_partial(out: Path) -> Path:
+    """An empty hidden folder beside ``out`` to build into (then :func:`swap_into_place`), after
+    removing what interrupted builds left there."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
 def remove_stale_partials(out: Path) -> None:
     """Delete temp folders of builds whose process is gone (killed hard)."""
     for partial in out.parent.glob(f".{out.name}.partial-*"):
@@ -298,10 +308,7 @@ def build_demo_corpus(out: str | os.PathLike, settings: DemoSettings = DemoSetti
     source = speech_source(settings)
     wanted = {**requested, "speech": source}
     started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_partial(out)
     try:
         meta = _build_into(tmp, settings, wanted, source, progress)
         swap_into_place(tmp, out)

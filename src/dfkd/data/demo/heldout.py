@@ -43,7 +43,7 @@ from . import heldout_noise
 from . import noise as demo_noise
 from . import speech as speech_lib
 from .build import (
-    ITEMS_CSV, existing_corpus, remove_stale_partials, swap_into_place, write_corpus_records,
+    ITEMS_CSV, existing_corpus, fresh_partial, swap_into_place, write_corpus_records,
 )
 from ...audio import load_mono, resample, scale_to_snr, write_audio
 from ...errors import DfkdError
@@ -286,10 +286,7 @@ def build_heldout_corpus(out: str | os.PathLike, settings: HeldoutSettings = Hel
             raise DfkdError(f"{out}: holds a corpus built with other settings "
                             f"({previous.get('settings')}); use --force to replace it")
     started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_partial(out)
     try:
         meta = _build_into(tmp, settings, wanted, speakers, kinds, missing_speech + missing_noise,
                            progress)
