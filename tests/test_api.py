@@ -15,10 +15,10 @@ import torch
 import dfkd
 import dfkd.pretrained as pretrained
 from dfkd.cli import main
-from dfkd.data.demo.speech import synthetic_utterance
 from dfkd.deploy.level import level_db
 from dfkd.distill.methods import DEFAULT_WEIGHTS, KD_METHODS, make_kd_loss
 from dfkd.errors import DfkdError
+from tiny_corpus import speech_in_noise
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("convtasnet-small", "dccrn-small", "dptnet-small")
@@ -27,14 +27,6 @@ NAMES = ("convtasnet-small", "dccrn-small", "dptnet-small")
 @pytest.fixture(scope="module")
 def enhancer():
     return dfkd.load("convtasnet-small")
-
-
-def _noisy(seconds: float = 1.0, snr_db: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    clean = synthetic_utterance(rng, 140.0, 1.0, seconds) * 0.6
-    noise = rng.standard_normal(clean.size).astype(np.float32)
-    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
-    return clean, (clean + noise).astype(np.float32)
 
 
 def test_import_dfkd_stays_light():
@@ -47,14 +39,14 @@ def test_committed_teachers_load_by_name_and_keep_the_level(name):
     assert name in [m.name for m in dfkd.pretrained_models()]
     enhancer = dfkd.load(name)
     assert enhancer.model.ARCH == name.split("-")[0] and enhancer.sample_rate == 16000
-    clean, noisy = _noisy(2.0)
+    clean, noisy = speech_in_noise(10.0, 2.0)
     out = enhancer.enhance(noisy, 16000)
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert abs(level_db(out) - level_db(noisy)) < 1.0
 
 
 def test_shapes_types_and_rates(enhancer):
-    _, noisy = _noisy()
+    _, noisy = speech_in_noise(10.0, 1.0)
     at_8k = noisy[::2].copy()
     assert enhancer.enhance(at_8k, 8000).shape == at_8k.shape
     stereo = np.stack([noisy, 0.5 * noisy]).astype(np.float64)
@@ -83,7 +75,7 @@ def test_bad_audio_is_a_one_line_error(enhancer, bad, says):
 
 
 def test_enhance_file_is_dfkd_enhance(enhancer, tmp_path):
-    _, noisy = _noisy(1.5)
+    _, noisy = speech_in_noise(10.0, 1.5)
     src = tmp_path / "in.wav"
     sf.write(src, noisy, 16000, subtype="FLOAT")
     written = enhancer.enhance_file(src, tmp_path / "outdir/")
@@ -107,7 +99,7 @@ def test_load_a_module_a_run_path_and_onnx(tmp_path):
     torch.manual_seed(0)
     model = build("convtasnet", "mini").eval()
     onnx_path = export_onnx(model, tmp_path / "mini.onnx", metadata=model_metadata(model))
-    _, noisy = _noisy()
+    _, noisy = speech_in_noise(10.0, 1.0)
     via_torch = dfkd.load(model).enhance(noisy, 16000)
     via_onnx = dfkd.load(onnx_path).enhance(noisy, 16000)
     assert dfkd.load(onnx_path).model is None

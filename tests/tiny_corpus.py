@@ -1,7 +1,9 @@
-"""A tiny paired corpus for training tests: harmonic 'voices' in white noise, folder layout."""
+"""Test material shared by several test files: a tiny paired corpus (harmonic 'voices' in white
+noise, folder layout), synthetic speech at a given SNR, and a digest of a folder's files."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +31,21 @@ def make_tiny_corpus(root: Path, train: int = 8, valid: int = 3, seconds: float 
                 sf.write(folder / f"{split}{i:02d}.wav", audio.astype(np.float32), SR,
                          subtype="FLOAT")
     return root
+
+
+def speech_in_noise(snr_db: float, seconds: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(clean, noisy)``: a synthetic utterance (``dfkd.data.demo.speech``) in white noise at
+    ``snr_db``, float32, seeded."""
+    from dfkd.data.demo.speech import synthetic_utterance
+
+    rng = np.random.default_rng(0)
+    clean = synthetic_utterance(rng, 140.0, 1.0, seconds) * 0.6
+    noise = rng.standard_normal(clean.size).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+    return clean, (clean + noise).astype(np.float32)
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``folder`` (to compare two builds)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from dfkd.data import datasets as data
 from dfkd.data.demo import build as corpus, speech as corpus_speech
 from dfkd.audio import snr_db
 from dfkd.errors import DfkdError
+from tiny_corpus import tree_digest
 
 SMALL = dict(minutes=0.4, valid_minutes=0.15, test_minutes=0.15, synthetic=True)
 
@@ -24,11 +24,6 @@ SMALL = dict(minutes=0.4, valid_minutes=0.15, test_minutes=0.15, synthetic=True)
 def _build(out: Path, **overrides) -> dict:
     settings = corpus.DemoSettings(**{**SMALL, **overrides})
     return corpus.build_demo_corpus(out, settings, progress=False, log=lambda _: None)
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _items(folder: Path) -> list[dict]:
@@ -81,7 +76,7 @@ def test_snrs_in_range_and_as_recorded(synthetic_corpus: Path) -> None:
 def test_same_settings_same_bytes_and_rebuild_is_noop(synthetic_corpus: Path, tmp_path: Path) -> None:
     twin = tmp_path / "twin"
     _build(twin, snr_min=-5.0, snr_max=15.0)
-    assert _digest(twin) == _digest(synthetic_corpus)
+    assert tree_digest(twin) == tree_digest(synthetic_corpus)
     stamp = (twin / data.CORPUS_META).stat().st_mtime_ns
     messages: list[str] = []
     meta = corpus.build_demo_corpus(twin, corpus.DemoSettings(**SMALL), progress=False,
@@ -95,11 +90,11 @@ def test_same_settings_same_bytes_and_rebuild_is_noop(synthetic_corpus: Path, tm
 def test_force_replaces_and_seed_changes_content(tmp_path: Path) -> None:
     out = tmp_path / "c"
     _build(out, minutes=0.1, valid_minutes=0.05, test_minutes=0.05)
-    before = _digest(out)
+    before = tree_digest(out)
     settings = corpus.DemoSettings(**{**SMALL, "minutes": 0.1, "valid_minutes": 0.05,
                                       "test_minutes": 0.05, "seed": 1})
     corpus.build_demo_corpus(out, settings, force=True, progress=False, log=lambda _: None)
-    assert _digest(out) != before
+    assert tree_digest(out) != before
     assert json.loads((out / data.CORPUS_META).read_text())["settings"]["seed"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temp or old folders left
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ from dfkd.data.demo import heldout, heldout_noise
 from dfkd.data.demo import noise as demo_noise
 from dfkd.data.demo import speech as demo_speech
 from dfkd.errors import DfkdError
+from tiny_corpus import tree_digest
 
 SHORT = dict(minutes=0.5)
 
@@ -33,11 +33,6 @@ def _needs_packages() -> None:
 def _build(out: Path, **overrides) -> dict:
     settings = heldout.HeldoutSettings(**{**SHORT, **overrides})
     return heldout.build_heldout_corpus(out, settings, progress=False, log=lambda _: None)
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _items(folder: Path) -> dict[str, dict]:
@@ -112,13 +107,13 @@ def test_snrs_in_range_and_as_recorded(corpus: Path) -> None:
 def test_same_seed_same_bytes_other_seed_differs(corpus: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     _build(again)
-    assert _digest(again) == _digest(corpus)
+    assert tree_digest(again) == tree_digest(corpus)
     assert _build(again)["built"] is False  # same settings: a no-op
     with pytest.raises(DfkdError, match="--force"):
         _build(again, seed=1)
     other = tmp_path / "other"
     _build(other, seed=1)
-    assert _digest(other) != _digest(corpus)
+    assert tree_digest(other) != tree_digest(corpus)
 
 
 def test_missing_packages_skip_or_stop_with_the_reason(tmp_path: Path, monkeypatch) -> None:

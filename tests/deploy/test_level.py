@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 
 from dfkd.cli import main
-from dfkd.data.demo.speech import synthetic_utterance
 from dfkd.deploy.enhance import enhance_file
 from dfkd.deploy.level import least_squares_gain, level_db, match_level
 from dfkd.deploy.streaming import Chunking, enhance_chunked
+from tiny_corpus import speech_in_noise
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHS = ("convtasnet", "dptnet", "dccrn")
@@ -25,14 +25,6 @@ class _Quiet:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return -0.1 * batch
-
-
-def _speech_in_noise(snr_db: float, seconds: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    clean = synthetic_utterance(rng, 140.0, 1.0, seconds) * 0.6
-    noise = rng.standard_normal(clean.size).astype(np.float32)
-    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
-    return clean, (clean + noise).astype(np.float32)
 
 
 def test_least_squares_gain_per_channel_and_sign():
@@ -74,7 +66,7 @@ def test_enhance_keeps_the_input_level_on_every_architecture(arch, tmp_path):
     """
     checkpoint = REPO / "pretrained" / f"{arch}_small.pt"
     for snr_db in (5.0, 10.0):
-        clean, noisy = _speech_in_noise(snr_db)
+        clean, noisy = speech_in_noise(snr_db)
         src = tmp_path / f"in{snr_db:g}.wav"
         sf.write(src, noisy, 16000, subtype="FLOAT")
         out, raw = tmp_path / f"out{snr_db:g}.wav", tmp_path / f"raw{snr_db:g}.wav"
