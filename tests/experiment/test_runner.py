@@ -71,10 +71,10 @@ class FakeTrainer:
         save_checkpoint(run_dir / "best.pt", model_payload(model))
 
 
-def _runner(tmp_path, corpus, trainer, **overrides) -> ExperimentRunner:
+def _runner(tmp_path, corpus, trainer, record: Path | None = None, **overrides) -> ExperimentRunner:
     config = parse_config(_raw(**overrides))
     return ExperimentRunner(config, tmp_path / "exp", corpus, trainer=trainer, roots=[tmp_path],
-                            progress=False, device="cpu")
+                            progress=False, device="cpu", record=record)
 
 
 def test_shipped_configs_parse():

@@ -1,9 +1,11 @@
 """`dfkd experiment`: run the comparison grid and write the results table, figures and report.
 
     dfkd experiment --config configs/demo.yaml --out results/demo [--data DIR] [--arch A,B]
-                    [--dry-run] [--report-only] [--device cpu|cuda] [--quiet]
+                    [--record DIR] [--dry-run] [--report-only] [--device cpu|cuda] [--quiet]
 
-Finished cells are reused, so the same command resumes an interrupted grid.
+Finished cells are reused, so the same command resumes an interrupted grid. With ``--record DIR``
+the scores and curves of every finished cell are also kept in DIR (small text files, fit to commit)
+and given back to a grid whose folder was lost (dfkd.experiment.record).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these of the config's architectures (comma-separated), e.g. the "
                              "ones whose teacher already leads; their cells are the same as in the "
                              "whole grid, so a later run of all reuses them")
+    parser.add_argument("--record", default=None, metavar="DIR",
+                        help="keep the scores and curves of every finished cell in DIR (text, no "
+                             "weights) and restore them into --out first: a long grid then survives "
+                             "the loss of its experiment folder")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the cells and how many are done; train nothing")
     parser.add_argument("--report-only", action="store_true",
@@ -46,6 +52,11 @@ def _dry_run(runner) -> int:
         for kind in ("sweep", "final"):
             done = sum(runner.is_trained(c) and runner.is_scored(c) for c in cells[kind])
             print(f"{arch}: {len(cells[kind])} {kind} runs, {done} done")
+    if runner.record_dir is not None:
+        from ..experiment.record import recorded_cells
+
+        print(f"record {runner.record_dir}: {recorded_cells(runner.record_dir)} scored cell(s) kept, "
+              "restored into the experiment folder when the grid runs")
     steps = total_steps(runner.config, trained_teachers)
     print("training steps asked for (before reuse): "
           + ", ".join(f"{kind} {count}" for kind, count in steps.items()))
@@ -73,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.arch:
         config = only_architectures(config, args.arch)
-    runner = ExperimentRunner(config, args.out, args.data, progress=not args.quiet, device=args.device)
+    runner = ExperimentRunner(config, args.out, args.data, progress=not args.quiet,
+                              device=args.device, record=args.record)
     if args.dry_run:
         return _dry_run(runner)
     results = runner.run(report_only=args.report_only)

@@ -31,6 +31,7 @@ from ..checkpoint import load_model
 from .html import ReportClip, ReportFigure, write_report_html
 from .config import EvaluationConfig, ExperimentConfig
 from .plan import Cell, pick_clips
+from .record import WEIGHTS, has_weights, untrained_model
 from ..files import write_json
 from .results import BASELINE, TEACHER, Results
 from .. import SAMPLE_RATE
@@ -86,7 +87,11 @@ def complexity(out: Path, evaluation: EvaluationConfig, machine: str, arch: str,
     cache = _load_cache(path)
     key = f"{arch}/{preset}/{evaluation.complexity_seconds:g}s/{evaluation.rtf_threads}threads"
     if key not in cache:
-        model = load_model(source).cpu()
+        source_path = Path(source)
+        if source_path.is_dir() and not any((source_path / n).is_file() for n in WEIGHTS):
+            model = untrained_model(source_path)  # restored from a record: the size is the same
+        else:
+            model = load_model(source).cpu()
         cache[key] = {
             "params": count_params(model),
             "macs": int(count_macs(model, seconds=evaluation.complexity_seconds)),
@@ -205,10 +210,12 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
     clips: list[ReportClip] = []
     for arch, teacher in grid.teachers.items():
         def first(model: str) -> Cell | None:
-            mine = [c for c in finals if c.arch == arch and c.model == model and grid.is_scored(c)]
+            mine = [c for c in finals if c.arch == arch and c.model == model and grid.is_scored(c)
+                    and has_weights(c)]  # a cell restored from a record has none to play
             return min(mine, key=lambda c: c.seed or 0) if mine else None
 
-        systems = [(f"teacher ({arch})", teacher if grid.is_scored(teacher) else None),
+        playable = grid.is_scored(teacher) and has_weights(teacher)
+        systems = [(f"teacher ({arch})", teacher if playable else None),
                    (f"student {BASELINE}", first(BASELINE))]
         if dfkd_name is not None:
             systems.append((f"student {dfkd_name}", first(dfkd_name)))

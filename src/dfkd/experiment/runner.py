@@ -49,6 +49,7 @@ from .plan import (
 from ..evaluation.scoring import default_workers
 from ..files import write_json
 from .jobs import train_job
+from .record import check_manifest, has_weights, restore, save_cell
 from .report import ReportInputs, complexity, write_report
 from .tables import write_results
 from .results import Results, RunRecord, build_results, late_validation_gain, read_per_file_csv
@@ -117,11 +118,15 @@ class ExperimentRunner:
             folder above the config file).
         progress: show a progress bar over the grid's cells.
         device: where models are scored (default: CUDA when available).
+        record: a folder that keeps the small text files of every finished cell
+            (:mod:`dfkd.experiment.record`) and gives them back to a grid started in an empty
+            experiment folder, so that a long grid survives the loss of its folder.
     """
 
     def __init__(self, config: ExperimentConfig, out: str | os.PathLike, data: str | os.PathLike | None = None,
                  *, trainer: TrainFunction | None = None, roots: Sequence[Path] | None = None,
-                 progress: bool = True, device: str | None = None) -> None:
+                 progress: bool = True, device: str | None = None,
+                 record: str | os.PathLike | None = None) -> None:
         data = data if data is not None else config.data
         if data is None:
             raise DfkdError("no corpus: give --data DIR or set `data:` in the configuration")
@@ -145,6 +150,7 @@ class ExperimentRunner:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
+        self.record_dir = Path(record).expanduser() if record is not None else None
         self.machine = machine_description()
         self._pairs: dict[str, list] = {}
         self.counts = {"trained": 0, "reused": 0, "scored": 0}
@@ -208,9 +214,13 @@ class ExperimentRunner:
     def ensure_trained(self, cell: Cell) -> None:
         if self.is_trained(cell):
             return
+        job = cell.job
+        if job.teacher is not None and not Path(job.teacher).is_file():
+            raise DfkdError(f"{job.teacher}: the teacher's weights are not here (its run came from "
+                            f"a record) and {cell.describe()} still needs them; delete the teacher's "
+                            "run folder here and in the record to train it again")
         cell.run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        job = cell.job
         runtime = {"progress": False, "threads": self.threads_per_run}  # not part of the identity
         job = replace(job, options={**runtime, **job.options})
         self.trainer(job, cell.run_dir)  # resumes from last.pt when a previous call was cut
@@ -235,6 +245,10 @@ class ExperimentRunner:
         if cell.eval_split == "valid" and not self.has_valid_files():
             source = self._trainer_validation(cell)
         else:
+            if not has_weights(cell):
+                raise DfkdError(f"{cell.run_dir}: no weights to score {cell.describe()} on the "
+                                f"{cell.eval_split} split (its scores came from a record); delete "
+                                "that run folder here and in the record to train it again")
             from ..evaluation.evaluate import evaluate_model
 
             model = load_model(cell.model_path)
@@ -272,12 +286,29 @@ class ExperimentRunner:
             bar.set_description(cell.describe())
         self.ensure_trained(cell)
         self.ensure_scored(cell)
+        finished = [cell]
+        if self.heldout and cell.kind != "sweep":
+            # scored on the held-out corpus while the weights are surely here: a record keeps
+            # scores, not weights, so a cell recorded without it could never get it later
+            held = heldout_cells(self.config, [cell], self.heldout)[0]
+            if self.is_scored(held) or has_weights(held):
+                self.ensure_scored(held)
+                finished.append(held)
+        self.save_records(finished)
         if reused:
             self.counts["reused"] += 1
         if bar is not None:
             bar.set_postfix(self.counts, refresh=False)
             bar.update(1)
         return {k: self.counts[k] - before[k] for k in self.counts}
+
+    def save_records(self, cells: Sequence[Cell]) -> None:
+        """Copy the finished ones of ``cells`` into the record (when the grid keeps one)."""
+        if self.record_dir is None:
+            return
+        for cell in cells:
+            if self.is_trained(cell) and self.is_scored(cell):
+                save_cell(cell, self.out, self.record_dir)
 
     def run_cells(self, cells: Sequence[Cell], bar: tqdm | None = None) -> None:
         """Run independent cells, ``parallel_runs`` at a time in worker processes.
@@ -406,6 +437,12 @@ class ExperimentRunner:
         """Run every cell not done yet (none with ``report_only``) and write the results."""
         teachers = self.check_inputs()  # first: a bad teacher or corpus must not leave files behind
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.record_dir is not None:
+            check_manifest(self.record_dir, self.data, self.config.name)
+            restored = restore(self.record_dir, self.out)
+            if restored:
+                print(f"dfkd experiment: {restored} scored cell(s) restored from the record "
+                      f"{self.record_dir} (scores and curves; no weights)", file=sys.stderr)
         _write_json(self.out / "experiment.json", {"config": self.config.to_dict(), "data": self.data})
         sweeps = {a: sweep_cells(self.config, a, t, self.out, self.data) for a, t in teachers.items()}
         per_arch_final = len(self.config.variants) * len(self.config.seeds)
@@ -432,8 +469,14 @@ class ExperimentRunner:
                     self.run_cells(finals, bar)
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
-                if self.heldout and not report_only:
-                    self.run_cells(heldout_cells(self.config, [teacher, *finals], self.heldout))
+                if self.heldout and not report_only:  # normally done with each cell (run_cell)
+                    held = heldout_cells(self.config, [teacher, *finals], self.heldout)
+                    lost = [c for c in held if not self.is_scored(c) and not has_weights(c)]
+                    if lost:
+                        print(f"dfkd experiment: {arch}: {len(lost)} run(s) restored from the "
+                              "record without held-out scores: left out of the held-out table",
+                              file=sys.stderr)
+                    self.run_cells([c for c in held if c not in lost])
                 if not report_only:  # a table after each architecture: long grids show progress
                     write_results(self.results(scored, records), self.out)
         finally:
@@ -441,6 +484,8 @@ class ExperimentRunner:
             self.close()
         if not any(self.is_scored(c) for c in scored):
             raise DfkdError(f"{self.out}: no evaluated runs yet; run the grid without --report-only")
+        every = [c for cells in sweeps.values() for c in cells] + scored
+        self.save_records(every + (heldout_cells(self.config, scored, self.heldout) if self.heldout else []))
         results = self.results(scored, records)
         write_results(results, self.out)
         if self.heldout:  # the same table on speakers and noise kinds the training never saw
@@ -456,8 +501,9 @@ class ExperimentRunner:
         return ReportInputs(
             config=self.config, out=self.out, teachers=dict(teachers), finals=list(finals),
             scored=[c for c in [*teachers.values(), *finals] if self.is_scored(c)],
-            ready_teachers=frozenset(a for a, t in teachers.items()
-                                     if t.checkpoint is not None or self.is_trained(t)),
+            ready_teachers=frozenset(a for a, t in teachers.items()  # trained, weights here
+                                     if (t.checkpoint is not None or self.is_trained(t))
+                                     and has_weights(t)),
             test_pairs=self.pairs("test"),
             valid_pairs=self.pairs("valid") if has_dfkd and self.has_valid_files() else None,
             device=self.device, machine=self.machine,

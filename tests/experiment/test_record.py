@@ -1,0 +1,80 @@
+"""The grid's record (dfkd.experiment.record): a grid whose experiment folder is lost comes back
+from the record's text files without training or scoring anything again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dfkd import models
+from dfkd.errors import DfkdError
+from dfkd.experiment.record import RUN_FILES, recorded_cells
+
+from test_runner import METRICS, FakeTrainer, _runner, corpus  # noqa: F401 - the fixture
+
+
+class RecordingFakeTrainer(FakeTrainer):
+    """The fake trainer, plus the run's config.yaml and history.json as the real trainer writes."""
+
+    def __call__(self, job, run_dir: Path) -> None:
+        super().__call__(job, run_dir)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(
+            {"model": {"arch": job.arch, "preset": job.preset, "overrides": {}}}))
+        (run_dir / "history.json").write_text(json.dumps({"valid": [{"step": job.steps, "si_snr": 1.0}]}))
+
+
+def _grid(tmp_path, corpus, trainer, seeds=(1, 2)):
+    evaluation = {"metrics": METRICS, "workers": 0, "rtf_threads": 1, "heldout": str(corpus)}
+    return _runner(tmp_path, corpus, trainer, methods=["none", "dfkd"], seeds=list(seeds),
+                   evaluation=evaluation, record=tmp_path / "record")
+
+
+def test_a_lost_grid_comes_back_from_its_record(tmp_path, corpus):
+    first = _grid(tmp_path, corpus, RecordingFakeTrainer())
+    results = first.run()
+    record, out = tmp_path / "record", tmp_path / "exp"
+    kept = sorted(p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file())
+    assert not [k for k in kept if k.endswith(".pt")]  # scores and curves, never weights
+    assert json.loads((record / "record.json").read_text())["data"] == str(corpus.resolve())
+    # scored: the teacher and 4 finals on the test and the held-out split, 2 sweeps on valid
+    assert recorded_cells(record) == 5 * 2 + 2
+    assert len([k for k in kept if "/eval-heldout-" in k and k.endswith("done.json")]) == 5
+    for run in (out / "runs" / "convtasnet" / "none").iterdir():
+        for name in RUN_FILES:
+            assert (record / run.relative_to(out) / name).read_bytes() == (run / name).read_bytes()
+
+    shutil.rmtree(out)  # the session's folder is gone; the record (committed) is not
+    again = _grid(tmp_path, corpus, RecordingFakeTrainer())
+    results2 = again.run()
+    assert again.trainer.calls == [] and again.counts["scored"] == 0
+    assert results2.to_dict()["rows"] == results.to_dict()["rows"]  # params/MACs rebuilt too
+    rows = {r.model: r for r in results2.rows}
+    assert rows["none"].params == models.count_params(models.build("convtasnet", "mini"))
+    assert "<audio" not in (out / "report.html").read_text()  # no weights, nothing to play
+    assert json.loads((out / "heldout" / "results.json").read_text())["rows"]
+
+
+def test_a_restored_grid_trains_only_what_the_record_lacks(tmp_path, corpus):
+    _grid(tmp_path, corpus, RecordingFakeTrainer(), seeds=(1,)).run()
+    shutil.rmtree(tmp_path / "exp")
+    # a third seed needs the teacher, which was trained in the grid: its weights went with the folder
+    with pytest.raises(DfkdError, match="the teacher's weights are not here"):
+        _grid(tmp_path, corpus, RecordingFakeTrainer(), seeds=(1, 3)).run()
+    # the students of the recorded seed alone need nothing
+    again = _grid(tmp_path, corpus, RecordingFakeTrainer(), seeds=(1,))
+    again.run(report_only=True)
+    assert again.trainer.calls == []
+
+
+def test_a_record_of_another_corpus_path_is_refused(tmp_path, corpus):
+    _grid(tmp_path, corpus, RecordingFakeTrainer(), seeds=(1,)).run()
+    moved = tmp_path / "moved"
+    shutil.copytree(corpus, moved)
+    runner = _runner(tmp_path, moved, RecordingFakeTrainer(), methods=["none"], seeds=[1],
+                     evaluation={"metrics": METRICS, "workers": 0}, record=tmp_path / "record")
+    with pytest.raises(DfkdError, match=r"record: this record was made on the corpus at .*, not .*moved"):
+        runner.run()
