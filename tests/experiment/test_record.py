@@ -12,7 +12,7 @@ import yaml
 
 from dfkd import models
 from dfkd.errors import DfkdError
-from dfkd.experiment.record import RUN_FILES, recorded_cells
+from dfkd.experiment.record import TRAIN_RECORDS_KEPT, recorded_cells, save_cell
 
 from test_runner import METRICS, FakeTrainer, _runner, corpus  # noqa: F401 - the fixture
 
@@ -44,7 +44,7 @@ def test_a_lost_grid_comes_back_from_its_record(tmp_path, corpus):
     assert recorded_cells(record) == 5 * 2 + 2
     assert len([k for k in kept if "/eval-heldout-" in k and k.endswith("done.json")]) == 5
     for run in (out / "runs" / "convtasnet" / "none").iterdir():
-        for name in RUN_FILES:
+        for name in ("trained.json", "config.yaml"):
             assert (record / run.relative_to(out) / name).read_bytes() == (run / name).read_bytes()
 
     shutil.rmtree(out)  # the session's folder is gone; the record (committed) is not
@@ -78,3 +78,26 @@ def test_a_record_of_another_corpus_path_is_refused(tmp_path, corpus):
                      evaluation={"metrics": METRICS, "workers": 0}, record=tmp_path / "record")
     with pytest.raises(DfkdError, match=r"record: this record was made on the corpus at .*, not .*moved"):
         runner.run()
+
+
+def test_the_record_keeps_validation_whole_and_thins_the_training_log(tmp_path):
+    from dfkd.experiment.plan import Cell, TrainJob
+
+    out, record = tmp_path / "exp", tmp_path / "record"
+    run = out / "runs" / "convtasnet" / "none" / "lam0-seed1-8000steps-abc"
+    train = [{"step": 10 * (i + 1), "task": float(i)} for i in range(800)]
+    valid = [{"step": 500 * (i + 1), "si_snr": float(i)} for i in range(16)]
+    (run / "eval-test-x").mkdir(parents=True)
+    (run / "history.json").write_text(json.dumps({"run": {"seed": 1}, "train": train, "valid": valid}))
+    (run / "trained.json").write_text("{}")
+    (run / "eval-test-x" / "done.json").write_text("{}")
+    job = TrainJob("convtasnet", "mini", "none", 0.0, {}, None, None, 8000, 2, 1, "/data")
+    cell = Cell("final", "convtasnet", "none", 1, run, job=job, eval_tag="x")
+    assert save_cell(cell, out, record) == 3
+    kept = json.loads((record / run.relative_to(out) / "history.json").read_text())
+    assert kept["valid"] == valid and kept["run"] == {"seed": 1}
+    steps = [r["step"] for r in kept["train"]]
+    assert len(steps) == TRAIN_RECORDS_KEPT and steps[0] == 10 and steps[-1] == 8000
+    assert steps == sorted(steps) and set(steps) <= {r["step"] for r in train}
+    assert kept["train_thinned"] == {"kept": TRAIN_RECORDS_KEPT, "of": 800}
+    assert save_cell(cell, out, record) == 0  # nothing changed: nothing written

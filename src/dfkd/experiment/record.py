@@ -31,6 +31,10 @@ EVAL_FILES = ("per_file.csv", "summary.json", "summary.md", "done.json")  # scor
 GRID_FILES = ("complexity.json",)  # sizes and the real-time factor measured where the grid ran
 WEIGHTS = ("best.pt", "last.pt")
 MANIFEST = "record.json"
+# history.json logs a training record every `log_every` steps (400 for a 4000-step run, ~100 kB);
+# the record keeps its validation records and run info whole and this many training records,
+# evenly spaced with the last one kept: enough for the loss and gradient-ratio curves, ~25 kB
+TRAIN_RECORDS_KEPT = 100
 
 
 def has_weights(cell: Cell) -> bool:
@@ -44,6 +48,20 @@ def _copy(source: Path, target: Path) -> None:
     # atomic: a record interrupted mid-copy never holds half a file that a later run would trust
     data = source.read_bytes()
     atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _thinned_history(source: Path) -> bytes:
+    try:
+        history = json.loads(source.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DfkdError(f"{source}: unreadable ({err})") from err
+    train = history.get("train") or []
+    if len(train) > TRAIN_RECORDS_KEPT:
+        stride = len(train) / TRAIN_RECORDS_KEPT
+        keep = sorted({int(i * stride) for i in range(TRAIN_RECORDS_KEPT - 1)} | {len(train) - 1})
+        history = {**history, "train": [train[i] for i in keep],
+                   "train_thinned": {"kept": len(keep), "of": len(train)}}
+    return json.dumps(history).encode()
 
 
 def check_manifest(record: Path, data: str, name: str) -> None:
@@ -76,9 +94,10 @@ def save_cell(cell: Cell, out: Path, record: Path) -> int:
         if not source.is_file():
             continue
         target = record / source.relative_to(out)
-        if target.is_file() and target.read_bytes() == source.read_bytes():
+        data = _thinned_history(source) if source.name == "history.json" else source.read_bytes()
+        if target.is_file() and target.read_bytes() == data:
             continue
-        _copy(source, target)
+        atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
         written += 1
     return written
 
