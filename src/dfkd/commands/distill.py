@@ -28,6 +28,8 @@ DISTILL_FLAGS: dict[str, str] = {
     "crossover": "kd.crossover",
     "cache_teacher": "kd.cache_teacher",
     "cache_dir": "kd.cache_dir",
+    "two_step": "kd.two_step",
+    "two_step_then": "kd.two_step_then",
 }
 
 
@@ -51,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-teacher", action="store_true", default=None,
                         help="compute teacher outputs once and reuse them (fixed training sets)")
     parser.add_argument("--cache-dir", help="teacher cache folder (default: under the data root)")
+    parser.add_argument("--two-step", type=float, metavar="FRACTION",
+                        help="two-step schedule (Kegler et al. 2024): train this fraction of the "
+                             "steps on the KD term alone first (default 0: off)")
+    parser.add_argument("--two-step-then", choices=("task", "task+kd"),
+                        help="what the second step trains on (default task+kd)")
     parser.add_argument("--arch", help="must match the teacher's architecture if given")
     add_common_arguments(parser)
 

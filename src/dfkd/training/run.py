@@ -49,6 +49,7 @@ from .config import (
     validate,
 )
 from .batches import build_datasets, load_validation_set
+from .schedule import two_step_schedule
 from .trainer import DistContext, Trainer
 
 def kd_loss_from_config(config: TrainConfig) -> KDLoss:
@@ -172,6 +173,11 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     task_loss = make_task_loss(config.task_loss)
     absolute_paths(config)
     payload = prepare_run_folder(config, out_dir, resume)
+    saved_info = (payload or {}).get("run_info") or {}
+    two_step = two_step_schedule(config.kd.two_step, config.kd.two_step_then, config.steps,
+                                 saved_info.get("two_step"))
+    if two_step is not None and kd.weight == 0:
+        raise DfkdError("kd.two_step with a KD weight of 0: step one would train on nothing")
     for stale in remove_stale_temps(out_dir):  # half-written files of an interrupted run
         print(f"dfkd: removed {stale}, left by an interrupted write", file=sys.stderr)
     ctx = init_distributed(config.device)
@@ -225,9 +231,10 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         "params": models.count_params(model), "method": kd.name, "kd_weight": kd.weight,
         "kd_options": kd.options(), "task_loss": config.task_loss, "seed": config.seed,
         "world_size": ctx.world_size, "device": str(device), **info, **init_info,
+        **({"two_step": two_step.info()} if two_step is not None else {}),
     }
     trainer = Trainer(config, model, kd, task_loss, teacher, train_set, valid_set, out_dir,
-                      device, ctx, run_info)
+                      device, ctx, run_info, two_step)
     if payload is not None:
         trainer.restore(payload)
     if ctx.is_main:
