@@ -108,7 +108,8 @@ class Trainer:
         model: the model to train.
         kd: the KD loss (``make_kd_loss``); ``none`` for teachers.
         task_loss: ``loss(estimate, clean) -> scalar``.
-        teacher: the frozen teacher (None when ``kd`` needs none).
+        teacher: the frozen teacher (None when ``kd`` needs none, or when every training item
+            carries its output: a folder of teacher outputs).
         train_set: items ``(noisy, clean)`` or ``(noisy, clean, cached_teacher_output)``.
         valid_set: the fixed validation clips.
         out_dir: the run folder.
@@ -213,7 +214,9 @@ class Trainer:
     def validate(self) -> tuple[dict[str, Any], torch.Tensor | None]:
         """Scores of the model on the fixed validation set (rank 0 only)."""
         batch_size = self.config.data.valid_batch_size
-        if self.kd.needs_teacher and self._valid_teacher is None:
+        # A folder of teacher outputs covers the training split only: no KD term in validation.
+        with_kd = self.kd.needs_teacher and self.teacher is not None
+        if with_kd and self._valid_teacher is None:
             outputs = [self.teacher(n.to(self.device)).cpu() for n, _ in self.valid_set.batches(batch_size)]
             self._valid_teacher = torch.cat(outputs)
         self.model.eval()
@@ -223,7 +226,7 @@ class Trainer:
             estimate = self.model(noisy.to(self.device))
             clean = clean.to(self.device)
             losses.append(float(self.task_loss(estimate, clean)) * len(noisy))
-            if self.kd.needs_teacher:
+            if with_kd:
                 teacher = self._valid_teacher[k * batch_size : k * batch_size + len(noisy)]
                 kd_out = self.kd(estimate, teacher.to(self.device), clean)
                 kd_values.append(float(kd_out.loss) * len(noisy))
