@@ -146,3 +146,23 @@ def test_sigkill_in_step_one_then_resume_across_the_switch_is_bit_exact(setup, t
     phases = [[(r["step"], r["phase"]) for r in h["train"]] for h in histories]
     assert phases[0] == phases[1] == [(s, 1 if s <= 6 else 2) for s in range(2, 13, 2)]
     assert [r["loss"] for r in histories[0]["train"]] == [r["loss"] for r in histories[1]["train"]]
+
+
+def test_a_grid_method_entry_takes_the_schedule_options():
+    from dfkd.experiment.config import parse_config
+    from dfkd.experiment.jobs import train_config
+    from dfkd.experiment.plan import TrainJob
+
+    raw = {"architectures": ["convtasnet"], "seeds": [1],
+           "methods": ["none", {"method": "dfkd", "name": "dfkd-2step", "two_step": 0.3,
+                                "two_step_then": "task", "adapter": "fixed:500"}]}
+    variant = parse_config(raw).variants[1]
+    job = TrainJob("convtasnet", "tiny", "dfkd", 1.0, dict(variant.options), "t.pt", "t", 10, 4, 1,
+                   "data")
+    config = train_config(job)
+    assert (config.kd.two_step, config.kd.two_step_then, config.kd.adapter) == (0.3, "task", "fixed:500")
+    plain = train_config(TrainJob("convtasnet", "tiny", "dfkd", 1.0, {}, "t.pt", "t", 10, 4, 1, "data"))
+    assert plain.kd.two_step == 0.0
+    raw["methods"][1]["two_step"] = 1.5
+    with pytest.raises(DfkdError, match=r"method 'dfkd-2step': kd.two_step must be in \[0, 1\)"):
+        parse_config(raw)

@@ -82,3 +82,15 @@ def two_step_schedule(fraction: float, then: str, steps: int,
         raise DfkdError(f"kd.two_step {fraction} of {steps} steps leaves step one empty; "
                         "raise the fraction or the steps")
     return TwoStep(switch, then)
+
+
+# Options a grid's method entry may give beside its KD options (every KD method takes them) ->
+# the config keys they set. An entry without them keeps the run identity it had before.
+SCHEDULE_OPTION_KEYS: dict[str, str] = {"two_step": "kd.two_step", "two_step_then": "kd.two_step_then"}
+
+
+def split_schedule_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(KD method options, schedule options)`` of a grid method entry's options."""
+    kd = {k: v for k, v in options.items() if k not in SCHEDULE_OPTION_KEYS}
+    schedule = {k: v for k, v in options.items() if k in SCHEDULE_OPTION_KEYS}
+    return kd, schedule
