@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -196,3 +195,12 @@ def test_the_python_api_takes_a_foreign_teacher_and_arch(files, corpus, tmp_path
     with pytest.raises(DfkdError, match="pass --arch"):
         dfkd.distill_student(teacher=files["torchscript"], data=corpus, out=tmp_path / "api2")
     assert not (tmp_path / "api2").exists()
+
+
+def test_a_run_folder_without_weights_is_no_teacher_folder(tmp_path, capsys):
+    run = tmp_path / "unfinished"
+    run.mkdir()
+    (run / "config.yaml").write_text("steps: 1\n")
+    assert teacher_kind(run) == "checkpoint"
+    with pytest.raises(DfkdError, match="run folder holds neither best.pt nor last.pt"):
+        load_teacher_source(run, SR)

@@ -48,6 +48,8 @@ def teacher_kind(spec: str | os.PathLike) -> str:
     if path.is_dir():
         if (path / "best.pt").is_file() or (path / "last.pt").is_file():
             return "checkpoint"  # a run folder
+        if (path / "config.yaml").is_file() or (path / "history.json").is_file():
+            return "checkpoint"  # a run folder without weights yet: resolve_checkpoint says so
         return "folder"
     if not path.exists():
         raise DfkdError(f"{path}: teacher not found (a run folder, checkpoint, .onnx, TorchScript "

@@ -3,8 +3,8 @@
 ``run_training(config, out_dir, resume=...)`` is the API behind ``dfkd train`` and ``dfkd distill``
 (and the experiment grid, which turns each cell into a :class:`TrainConfig` first). Everything a user can get wrong is
 checked before the first step and raised as a :class:`~dfkd.errors.DfkdError`: unknown config keys,
-a missing or corrupt teacher checkpoint, a teacher of another architecture or sample rate, a
-student seed equal to the teacher's, a run folder that already holds a run, too little data.
+a missing or corrupt teacher (any kind of :mod:`dfkd.distill.teachers`), a teacher of another
+sample rate, a student seed equal to the teacher's (same family), a run folder that already holds a run, too little data.
 
 Seeds (method.md, "Decisions that follow"): a student must not share its teacher's seed, since the
 shared seed would start it from the teacher's first filters. ``dfkd distill`` without ``--seed``
