@@ -223,13 +223,15 @@ def distill_student(
     settings: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = False,
+    arch: str | None = None,
 ) -> Path:
     """Distil a student from ``teacher``, exactly as ``dfkd distill`` does; returns the run folder.
 
     Args:
         teacher: a committed model's name (``"convtasnet-small"``), a run folder or a checkpoint
-            (dfkd or asteroid). The student has the teacher's architecture and, unless ``seed``,
-            the teacher's seed + 1.
+            (dfkd or asteroid), an ONNX or TorchScript file, or a folder of the teacher's enhanced
+            files. The student has the teacher's architecture unless ``arch`` and, unless
+            ``seed``, the teacher's seed + 1.
         data: the corpus (any layout of README "Data", e.g. a folder with ``clean/`` + ``noise/``).
         out: the run folder (must not hold a run unless ``resume``).
         preset: the student's preset (``tiny``, ``mini``...).
@@ -242,6 +244,8 @@ def distill_student(
         settings: dotted keys as ``--set`` (``{"batch_size": 4, "optim.lr": 3e-4}``).
         resume: continue the run in ``out``.
         progress: show the progress bar.
+        arch: the student's architecture (default: the teacher's; required for a teacher that is
+            an ONNX or TorchScript file or a folder of enhanced files).
 
     Returns:
         ``out`` as a :class:`~pathlib.Path`: ``best.pt``, ``last.pt``, ``config.yaml``,
@@ -260,12 +264,12 @@ def distill_student(
                               set=[], no_progress=not progress, **{dest: None for dest in flags})
     defaults = {"model.preset": "tiny", "kd.method": "dfkd"}
     if not resume:
-        defaults = command._teacher_defaults(teacher_path)
+        defaults = command.student_defaults(teacher_path, arch)
     cfg = resolve_config(args, flags, defaults)
     for key, value in (settings or {}).items():
         set_key(cfg, key, value)
     given = {"kd.teacher": teacher_path, "data.root": str(data), "steps": steps,
-             "kd.weight": kd_weight, "seed": seed}
+             "kd.weight": kd_weight, "seed": seed, "model.arch": arch}
     if not resume:
         given.update({"model.preset": preset, "kd.method": method})
     for key, value in given.items():

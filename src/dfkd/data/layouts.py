@@ -85,6 +85,21 @@ def audio_files(folder: Path, recursive: bool = False) -> list[Path]:
     )
 
 
+def audio_by_stem(folder: Path, role: str) -> dict[str, Path]:
+    """Stem -> audio file of a flat folder of outputs (``dfkd evaluate --enhanced``, a teacher's
+    enhanced files); ``role`` names the folder in the errors (missing folder, a stem twice)."""
+    if not folder.is_dir():
+        raise DfkdError(f"{folder}: {role} folder not found")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        if path.stem in files:
+            raise DfkdError(f"{path}: same name as {files[path.stem]} in the {role} folder")
+        files[path.stem] = path
+    return files
+
+
 def _by_stem(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for path in audio_files(folder):

@@ -67,6 +67,15 @@ def supports_cache(dataset: Dataset) -> bool:
     return isinstance(dataset, SegmentDataset) and bool(getattr(dataset, "fixed", False))
 
 
+def crop_region(whole: np.ndarray, start: int, stop: int, length: int) -> np.ndarray:
+    """Samples ``start:stop`` of a whole-utterance teacher output, zero-padded to ``length`` (the
+    training crop's span: a zero-padded tail of a short clip reads zeros, as its input does)."""
+    clip = np.zeros(length, dtype=np.float32)
+    piece = np.asarray(whole[start:stop], dtype=np.float32)[:length]
+    clip[: len(piece)] = piece
+    return clip
+
+
 class TeacherCache:
     """Whole-utterance teacher outputs as ``.npy`` files under ``<root>/<fingerprint>/<rate>/``.
 
@@ -122,20 +131,19 @@ class TeacherCache:
 
     def crop(self, pair: Pair, start: int, stop: int, length: int) -> np.ndarray:
         """Samples ``start:stop`` of the stored output, zero-padded to ``length``."""
-        stored = np.load(self.path_for(pair), mmap_mode="r")
-        clip = np.zeros(length, dtype=np.float32)
-        piece = np.asarray(stored[start:stop], dtype=np.float32)[:length]
-        clip[: len(piece)] = piece
-        return clip
+        return crop_region(np.load(self.path_for(pair), mmap_mode="r"), start, stop, length)
 
 
 class CachedTeacherDataset(Dataset):
     """A :class:`SegmentDataset` whose items also carry the cached teacher output of their crop.
 
+    ``cache`` is anything with :meth:`TeacherCache.crop`'s signature: this cache, or a folder of
+    the teacher's enhanced files (:class:`dfkd.distill.teachers.EnhancedFolder`).
+
     Items are ``(noisy, clean, teacher)``; ``set_epoch``, ``fixed`` and ``item_key`` pass through.
     """
 
-    def __init__(self, base: SegmentDataset, cache: TeacherCache) -> None:
+    def __init__(self, base: SegmentDataset, cache) -> None:
         self.base = base
         self.cache = cache
         self.fixed = base.fixed

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, load_mono, write_audio
-from ..data.layouts import Pair
+from ..data.layouts import Pair, audio_by_stem
 from ..errors import DfkdError
 from ..models.inference import enhance_utterance
 from .metrics import DEFAULT_METRICS, NEEDS_NOISY, check_metrics
@@ -116,19 +116,6 @@ class FolderItem:
     noisy: Path | None = None
 
 
-def _audio_by_stem(folder: Path, role: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DfkdError(f"{folder}: {role} folder not found")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
-            continue
-        if path.stem in files:
-            raise DfkdError(f"{path}: same name as {files[path.stem]} in the {role} folder")
-        files[path.stem] = path
-    return files
-
-
 def folder_items(
     enhanced_dir: str | os.PathLike,
     clean_dir: str | os.PathLike,
@@ -142,7 +129,7 @@ def folder_items(
     folders = {"enhanced": Path(enhanced_dir), "clean": Path(clean_dir)}
     if noisy_dir is not None:
         folders["noisy"] = Path(noisy_dir)
-    files = {role: _audio_by_stem(folder, role) for role, folder in folders.items()}
+    files = {role: audio_by_stem(folder, role) for role, folder in folders.items()}
     if not files["enhanced"]:
         raise DfkdError(f"{folders['enhanced']}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     for role, found in files.items():

@@ -198,6 +198,7 @@ def _int_list(value: Any, key: str, where: str) -> tuple[int, ...]:
 def parse_config(raw: Mapping[str, Any], where: str = "config") -> ExperimentConfig:
     """Build and check an :class:`ExperimentConfig` from a parsed YAML mapping."""
     from ..distill.methods import KD_METHODS, make_kd_loss
+    from ..training.schedule import check_two_step, split_schedule_options
     from ..evaluation.metrics import DEFAULT_METRICS, check_metrics
     from ..models import ARCHITECTURES, preset_config
 
@@ -239,7 +240,13 @@ def parse_config(raw: Mapping[str, Any], where: str = "config") -> ExperimentCon
             raise DfkdError(f"{where}: method name {variant.name!r} appears twice; give variants a `name`")
         if variant.method not in KD_METHODS:
             raise DfkdError(f"{where}: unknown KD method {variant.method!r} (choose from {', '.join(KD_METHODS)})")
-        make_kd_loss(variant.method, variant.kd_weight, **variant.options)  # checks the options
+        kd_options, schedule = split_schedule_options(variant.options)
+        make_kd_loss(variant.method, variant.kd_weight, **kd_options)  # checks the options
+        try:
+            check_two_step(float(schedule.get("two_step", 0.0)),
+                           str(schedule.get("two_step_then", "task+kd")), variant.method)
+        except (DfkdError, TypeError, ValueError) as err:
+            raise DfkdError(f"{where}: method {variant.name!r}: {err}") from None
     if config.teacher.seed in config.seeds or config.teacher.seed in config.sweep_seeds:
         # method.md: a shared seed starts the student from the teacher's first filters
         raise DfkdError(f"{where}: the teacher seed {config.teacher.seed} must not be a student seed")

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import DfkdError
 from ..training.config import KD_OPTION_KEYS, TrainConfig, apply_mapping, set_key
 from ..training.run import run_training
+from ..training.schedule import SCHEDULE_OPTION_KEYS, split_schedule_options
 from .plan import TrainJob
 
 
@@ -21,14 +22,17 @@ def train_config(job: TrainJob) -> TrainConfig:
     """The training configuration of one grid cell.
 
     ``job.kd_options`` use :func:`dfkd.distill.make_kd_loss`'s option names (``adapter``,
-    ``norm``...); ``job.options`` are config keys (dotted, or nested like the YAML file).
+    ``norm``...) plus the two-step schedule's ``two_step`` / ``two_step_then``; ``job.options`` are config keys (dotted, or nested like the YAML file).
     """
     config = TrainConfig()
     config.model.arch, config.model.preset = job.arch, job.preset
     config.kd.method = job.method or "none"
     config.kd.weight = job.kd_weight if job.method else None
     config.kd.teacher = job.teacher
-    options = dict(job.kd_options or {})
+    options, schedule = split_schedule_options(job.kd_options or {})
+    for option, key in SCHEDULE_OPTION_KEYS.items():
+        if option in schedule:
+            set_key(config, key, schedule[option])
     for key, option in KD_OPTION_KEYS.get(config.kd.method, {}).items():
         if option in options:
             set_key(config, f"kd.{key}", options.pop(option))

@@ -33,6 +33,7 @@ from .config import EvaluationConfig, ExperimentConfig
 from .plan import Cell, pick_clips
 from .record import WEIGHTS, has_weights, untrained_model
 from ..files import write_json
+from ..training.schedule import split_schedule_options
 from .results import BASELINE, TEACHER, Results
 from .. import SAMPLE_RATE
 
@@ -141,7 +142,7 @@ def crossover_histograms(grid: ReportInputs) -> dict[str, dict[str, list[int]]]:
         counts: dict[str, list[int]] = {}
         missing = {}
         for variant in variants:
-            loss = make_kd_loss("dfkd", 1.0, **variant.options)
+            loss = make_kd_loss("dfkd", 1.0, **split_schedule_options(variant.options)[0])
             rule = str(loss.adapter.rule)
             logged = _logged_counts([c for c in finals if c.arch == arch and c.model == variant.name])
             if logged is not None:

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ..errors import DfkdError
+from .schedule import check_two_step
 
 
 @dataclass
@@ -87,6 +88,8 @@ class KDConfig:
     subband_bands: int = 4  # subband: number of equal-width bands
     cache_teacher: bool = False  # store whole-utterance teacher outputs on disk and reuse them
     cache_dir: str | None = None  # default: <data root>/.dfkd_teacher_cache, else ~/.cache/dfkd
+    two_step: float = 0.0  # fraction of steps on the KD term alone first (Kegler et al. 2024); 0: off
+    two_step_then: str = "task+kd"  # what the second step trains on: task | task+kd
 
 
 @dataclass
@@ -299,6 +302,7 @@ def validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise DfkdError(message)
+    check_two_step(config.kd.two_step, config.kd.two_step_then, config.kd.method)
     if config.best_metric == "pesq_wb" and config.data.pesq_clips == 0:
         raise DfkdError("best_metric pesq_wb needs data.pesq_clips > 0")
     if not config.data.root:

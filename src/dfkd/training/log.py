@@ -136,11 +136,13 @@ class RunLog:
         if self.bar is not None:
             self.bar.update(1)
 
-    def log_train(self, step: int, averager: Averager, lr: float) -> dict[str, Any]:
+    def log_train(self, step: int, averager: Averager, lr: float,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Append one training record (``extra``: e.g. the two-step schedule's ``phase``)."""
         if not self.enabled:
             return {}
         now = time.monotonic()
-        record: dict[str, Any] = {"step": step, "lr": lr, **averager.means()}
+        record: dict[str, Any] = {"step": step, **(extra or {}), "lr": lr, **averager.means()}
         record["seconds_per_step"] = (now - self._last_time) / max(step - self._last_step, 1)
         self._last_time, self._last_step = now, step
         record.update(crossover_summary(averager.crossover, self.sample_rate))

@@ -3,8 +3,8 @@
 ``run_training(config, out_dir, resume=...)`` is the API behind ``dfkd train`` and ``dfkd distill``
 (and the experiment grid, which turns each cell into a :class:`TrainConfig` first). Everything a user can get wrong is
 checked before the first step and raised as a :class:`~dfkd.errors.DfkdError`: unknown config keys,
-a missing or corrupt teacher checkpoint, a teacher of another architecture or sample rate, a
-student seed equal to the teacher's, a run folder that already holds a run, too little data.
+a missing or corrupt teacher (any kind of :mod:`dfkd.distill.teachers`), a teacher of another
+sample rate, a student seed equal to the teacher's (same family), a run folder that already holds a run, too little data.
 
 Seeds (method.md, "Decisions that follow"): a student must not share its teacher's seed, since the
 shared seed would start it from the teacher's first filters. ``dfkd distill`` without ``--seed``
@@ -26,18 +26,13 @@ import torch
 from torch import nn
 
 from .. import models
-from ..checkpoint import load_model, model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
+from ..checkpoint import load_model, read_checkpoint, resolve_checkpoint
 from ..distill.methods import KDLoss, make_kd_loss
 from ..errors import DfkdError
 from ..files import remove_stale_temps, write_text
 from ..losses import make_task_loss
-from ..distill.teacher_cache import (
-    CachedTeacherDataset,
-    TeacherCache,
-    default_cache_dir,
-    model_fingerprint,
-    supports_cache,
-)
+from ..distill.teacher_cache import CachedTeacherDataset, TeacherCache, default_cache_dir, supports_cache
+from ..distill.teachers import EnhancedFolder, TeacherSource, load_teacher_source
 from .config import (
     KD_OPTION_KEYS,
     RESUMABLE_KEYS,
@@ -49,6 +44,7 @@ from .config import (
     validate,
 )
 from .batches import build_datasets, load_validation_set
+from .schedule import two_step_schedule
 from .trainer import DistContext, Trainer
 
 def kd_loss_from_config(config: TrainConfig) -> KDLoss:
@@ -58,19 +54,9 @@ def kd_loss_from_config(config: TrainConfig) -> KDLoss:
     return make_kd_loss(kd.method, kd.weight, **options)
 
 
-def load_teacher(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """The frozen teacher and what is known about it (path, seed, fingerprint)."""
-    path = resolve_checkpoint(spec)
-    data = read_checkpoint(path)
-    teacher = model_from_checkpoint_dict(data, source=str(path)).eval().requires_grad_(False)
-    seed = data.get("train_seed")
-    return teacher, {
-        "teacher": str(path),
-        "teacher_arch": teacher.ARCH,
-        "teacher_seed": None if seed is None else int(seed),
-        "teacher_fingerprint": model_fingerprint(teacher),
-        "teacher_params": models.count_params(teacher),
-    }
+def load_teacher(spec: str | os.PathLike, sample_rate: int = 16000) -> TeacherSource:
+    """The frozen teacher (any kind of :mod:`dfkd.distill.teachers`) and what is known about it."""
+    return load_teacher_source(spec, sample_rate)
 
 
 def init_weights(model: nn.Module, spec: str | os.PathLike) -> dict[str, Any]:
@@ -172,6 +158,11 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     task_loss = make_task_loss(config.task_loss)
     absolute_paths(config)
     payload = prepare_run_folder(config, out_dir, resume)
+    saved_info = (payload or {}).get("run_info") or {}
+    two_step = two_step_schedule(config.kd.two_step, config.kd.two_step_then, config.steps,
+                                 saved_info.get("two_step"))
+    if two_step is not None and kd.weight == 0:
+        raise DfkdError("kd.two_step with a KD weight of 0: step one would train on nothing")
     for stale in remove_stale_temps(out_dir):  # half-written files of an interrupted run
         print(f"dfkd: removed {stale}, left by an interrupted write", file=sys.stderr)
     ctx = init_distributed(config.device)
@@ -179,23 +170,22 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     if config.threads > 0:
         torch.set_num_threads(config.threads)
 
-    teacher, info = None, {}
+    teacher, info, outputs = None, {}, None
     if kd.needs_teacher and not config.kd.teacher:
         raise DfkdError(f"KD method {kd.name!r} needs a teacher: pass --teacher RUN_OR_CHECKPOINT")
     if config.kd.teacher:
-        teacher, info = load_teacher(config.kd.teacher)
-        if teacher.ARCH != config.model.arch:
-            raise DfkdError(
-                f"the teacher is a {teacher.ARCH} and the student a {config.model.arch}: "
-                "a student is distilled from a teacher of its own architecture"
-            )
-        if info["teacher_seed"] is not None and info["teacher_seed"] == config.seed:
+        source = load_teacher(config.kd.teacher, config.data.sample_rate)
+        teacher, info, outputs = source.model, source.info, source.outputs
+        # Output-level KD compares waveforms only, so a teacher of another family (or none of
+        # ours) may teach; the seed rule guards against shared first filters, a same-family risk.
+        same_family = info.get("teacher_arch") == config.model.arch
+        if same_family and info["teacher_seed"] is not None and info["teacher_seed"] == config.seed:
             raise DfkdError(
                 f"student seed {config.seed} equals the teacher's seed: a shared seed starts the "
                 "student from the teacher's first filters; choose another --seed"
             )
         if not kd.needs_teacher:
-            teacher = None  # `none` students: the teacher only fixed the architecture and seed
+            teacher, outputs = None, None  # `none` students: the teacher only fixed arch and seed
 
     torch.manual_seed(config.seed)
     model = models.build(config.model.arch, config.model.preset, **config.model.overrides)
@@ -217,17 +207,21 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
 
     train_set, valid_dataset = build_datasets(config)
     valid_set = load_validation_set(valid_dataset, config.data.valid_clips)
-    if teacher is not None and config.kd.cache_teacher:
-        train_set = _with_teacher_cache(config, teacher, train_set, device, ctx)
+    if outputs is not None:
+        train_set = _with_teacher_folder(config, outputs, train_set)
+    elif teacher is not None and config.kd.cache_teacher:
+        train_set = _with_teacher_cache(config, teacher, info["teacher_fingerprint"], train_set,
+                                        device, ctx)
 
     run_info = {
         "name": out_dir.name, "arch": config.model.arch, "preset": config.model.preset,
         "params": models.count_params(model), "method": kd.name, "kd_weight": kd.weight,
         "kd_options": kd.options(), "task_loss": config.task_loss, "seed": config.seed,
         "world_size": ctx.world_size, "device": str(device), **info, **init_info,
+        **({"two_step": two_step.info()} if two_step is not None else {}),
     }
     trainer = Trainer(config, model, kd, task_loss, teacher, train_set, valid_set, out_dir,
-                      device, ctx, run_info)
+                      device, ctx, run_info, two_step)
     if payload is not None:
         trainer.restore(payload)
     if ctx.is_main:
@@ -241,7 +235,18 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     return out_dir
 
 
-def _with_teacher_cache(config: TrainConfig, teacher: nn.Module, train_set, device, ctx):
+def _with_teacher_folder(config: TrainConfig, outputs: EnhancedFolder, train_set):
+    """Wrap a fixed training set with the crops of a teacher's enhanced files (checked first)."""
+    if not supports_cache(train_set):
+        raise DfkdError(f"{outputs.folder}: a folder of teacher outputs needs a fixed training set; "
+                        f"{config.data.root} is mixed on the fly (give a model file as --teacher)")
+    outputs.check(train_set.pairs)
+    outputs.cache_dir = train_set.cache_dir  # resampled as the noisy files are
+    return CachedTeacherDataset(train_set, outputs)
+
+
+def _with_teacher_cache(config: TrainConfig, teacher: nn.Module, fingerprint: str, train_set,
+                        device, ctx):
     """Wrap a fixed training set with cached whole-utterance teacher outputs (filled if needed)."""
     if not supports_cache(train_set):
         if ctx.is_main:
@@ -249,7 +254,7 @@ def _with_teacher_cache(config: TrainConfig, teacher: nn.Module, train_set, devi
                   "(--cache-teacher ignored)", file=sys.stderr)
         return train_set
     root = config.kd.cache_dir or default_cache_dir(config.data.root)
-    cache = TeacherCache(root, model_fingerprint(teacher), config.data.sample_rate)
+    cache = TeacherCache(root, fingerprint, config.data.sample_rate)
     teacher = teacher.to(device)
     cache.fill(teacher, train_set.pairs, device, ctx.rank, ctx.world_size,
                progress=config.progress and ctx.is_main, cache_dir=train_set.cache_dir)

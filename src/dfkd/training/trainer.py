@@ -10,6 +10,10 @@ states, step), both written atomically. Because the data order is a function of 
 (:mod:`dfkd.training.batches`) and every RNG is restored, a run killed at any time and resumed from
 ``last.pt`` ends with the same weights, bit for bit on CPU, as one that was never interrupted.
 
+With the two-step schedule (:mod:`dfkd.training.schedule`, Kegler et al., ICASSP 2024) the first
+``switch_step`` steps minimise ``λ · L_KD`` alone and the rest ``L_task`` (+ ``λ · L_KD``); every
+history record then carries ``phase`` (1 or 2), and no logging interval straddles the switch.
+
 Under ``torchrun`` the model is wrapped in DistributedDataParallel; each process takes an equal share
 of the global batch, so the averaged gradient is the one-process gradient of that batch. Only rank 0
 validates and writes.
@@ -35,6 +39,7 @@ from ..losses import si_snr
 from .config import OptimConfig, TrainConfig, to_dict
 from .batches import ValidationSet, step_batches
 from .log import N_BINS, Averager, RunLog
+from .schedule import TwoStep
 
 
 @dataclass(frozen=True)
@@ -103,13 +108,15 @@ class Trainer:
         model: the model to train.
         kd: the KD loss (``make_kd_loss``); ``none`` for teachers.
         task_loss: ``loss(estimate, clean) -> scalar``.
-        teacher: the frozen teacher (None when ``kd`` needs none).
+        teacher: the frozen teacher (None when ``kd`` needs none, or when every training item
+            carries its output: a folder of teacher outputs).
         train_set: items ``(noisy, clean)`` or ``(noisy, clean, cached_teacher_output)``.
         valid_set: the fixed validation clips.
         out_dir: the run folder.
         device: where to train.
         dist: this process in the DDP job.
         run_info: what is trained, for ``history.json`` and the checkpoints.
+        two_step: the two-step schedule (None: the joint objective at every step).
     """
 
     def __init__(
@@ -125,6 +132,7 @@ class Trainer:
         device: torch.device,
         dist: DistContext = DistContext(),
         run_info: dict[str, Any] | None = None,
+        two_step: TwoStep | None = None,
     ) -> None:
         self.config, self.kd, self.task_loss = config, kd, task_loss
         self.device, self.dist, self.out_dir = device, dist, Path(out_dir)
@@ -143,6 +151,7 @@ class Trainer:
         )
         self.train_set, self.valid_set = train_set, valid_set
         self.run_info = dict(run_info or {})
+        self.two_step = two_step
         self.step = 0
         self.best: float | None = None
         self._valid_teacher: torch.Tensor | None = None
@@ -159,19 +168,22 @@ class Trainer:
         noisy, clean = noisy.to(self.device), clean.to(self.device)
         self.net.train()
         estimate = self.net(noisy)
+        use_task = self.two_step is None or self.two_step.uses_task(self.step)
+        use_kd = self.kd.needs_teacher and (self.two_step is None or self.two_step.uses_kd(self.step))
         task = self.task_loss(estimate, clean)
-        logged: dict[str, torch.Tensor] = {"task": task.detach()}
-        total, crossover = task, None
-        if self.kd.needs_teacher:
+        logged: dict[str, torch.Tensor] = {"task": task.detach()}  # logged in step one too
+        total, crossover = (task if use_task else None), None
+        if use_kd:
             if teacher_output is None:
                 with torch.no_grad():
                     teacher_output = self.teacher(noisy)
             kd_out = self.kd(estimate, teacher_output.to(self.device), clean)
-            total = task + self.kd.weight * kd_out.loss
+            weighted = self.kd.weight * kd_out.loss
+            total = weighted if total is None else total + weighted
             crossover = kd_out.crossover_bins
             logged["kd"] = kd_out.loss.detach()
             logged.update({f"kd_{k}": v for k, v in kd_out.parts.items()})
-            if measure_ratio and kd_out.loss.requires_grad:
+            if measure_ratio and use_task and kd_out.loss.requires_grad:
                 # Separate gradients of each term (method.md: log the KD/task gradient-norm ratio).
                 # autograd.grad leaves .grad and DDP's reducer untouched, so the update below is
                 # the same whether or not this step was measured.
@@ -202,7 +214,9 @@ class Trainer:
     def validate(self) -> tuple[dict[str, Any], torch.Tensor | None]:
         """Scores of the model on the fixed validation set (rank 0 only)."""
         batch_size = self.config.data.valid_batch_size
-        if self.kd.needs_teacher and self._valid_teacher is None:
+        # A folder of teacher outputs covers the training split only: no KD term in validation.
+        with_kd = self.kd.needs_teacher and self.teacher is not None
+        if with_kd and self._valid_teacher is None:
             outputs = [self.teacher(n.to(self.device)).cpu() for n, _ in self.valid_set.batches(batch_size)]
             self._valid_teacher = torch.cat(outputs)
         self.model.eval()
@@ -212,7 +226,7 @@ class Trainer:
             estimate = self.model(noisy.to(self.device))
             clean = clean.to(self.device)
             losses.append(float(self.task_loss(estimate, clean)) * len(noisy))
-            if self.kd.needs_teacher:
+            if with_kd:
                 teacher = self._valid_teacher[k * batch_size : k * batch_size + len(noisy)]
                 kd_out = self.kd(estimate, teacher.to(self.device), clean)
                 kd_values.append(float(kd_out.loss) * len(noisy))
@@ -303,7 +317,9 @@ class Trainer:
                 return last_valid
             batches = step_batches(self.train_set, config, self.step, self.dist.rank,
                                    self.dist.world_size)
+            switch = self.two_step.switch_step if self.two_step is not None else None
             for _, batch in batches:
+                phase = self.two_step.phase(self.step) if self.two_step is not None else None
                 measure = bool(config.grad_ratio_every) and self.step % config.grad_ratio_every == 0
                 logged, crossover = self.train_step(*batch[:3], measure_ratio=measure)
                 self.step += 1
@@ -311,8 +327,10 @@ class Trainer:
                 averager.add_crossover(crossover)
                 log.step_done()
                 done = self.step >= end
-                if self.step % config.log_every == 0 or done:
-                    log.log_train(self.step, averager, self.scheduler.get_last_lr()[0])
+                # a record per interval, and one at the switch: no record mixes the two steps
+                if self.step % config.log_every == 0 or done or self.step == switch:
+                    log.log_train(self.step, averager, self.scheduler.get_last_lr()[0],
+                                  {} if phase is None else {"phase": phase})
                     averager = Averager()
                 if (self.step % config.valid_every == 0 or done) and self.dist.is_main:
                     last_valid, crossover_counts = self.validate()
@@ -321,7 +339,9 @@ class Trainer:
                     if improved:
                         self.best = score
                         self.save_best()
-                    log.log_valid(self.step, {**last_valid, "best": improved}, crossover_counts)
+                    extra = {} if phase is None else {"phase": phase}
+                    log.log_valid(self.step, {**last_valid, **extra, "best": improved},
+                                  crossover_counts)
                 if self.step % config.checkpoint_every == 0 or done:
                     self.save_last(log)
                 if done:
