@@ -46,7 +46,8 @@ def test_grid_draws_validation_curves_of_none_the_best_baseline_and_dfkd(tmp_pat
     results = runner.run()
     out = tmp_path / "exp"
     assert (out / "plots" / "validation.png").stat().st_size > 1000
-    assert "plots/validation.png" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "plots/validation.png" in page and "against the best baseline" in page
     curves = validation_curves(runner.report_inputs(runner.teachers(), runner.plan()["convtasnet"]["final"]),
                                results)["convtasnet"]
     # the only non-DFKD student is none: it is the best baseline and is drawn once

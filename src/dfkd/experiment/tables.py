@@ -45,7 +45,8 @@ def se_digits(se: float | None, metric: str) -> int:
     the standard error to show a significant digit: a PESQ difference of +0.004 ± 0.002 must not
     read "+0.00 ± 0.00" (at most 4 decimals)."""
     digits = DECIMALS.get(metric, 2)
-    if se is not None and math.isfinite(se) and se > 0:
+    # below 1e-12 the standard error is floating-point rounding of a constant shift, not a spread
+    if se is not None and math.isfinite(se) and se > 1e-12:
         digits = min(4, max(digits, -math.floor(math.log10(se))))
     return digits
 
