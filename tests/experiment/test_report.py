@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from dfkd.experiment import plots
 from dfkd.experiment.html import ReportClip, ReportFigure, write_report_html
@@ -90,17 +91,91 @@ def test_teacher_lead_and_paired_differences():
     assert results.paired["convtasnet"]["spectral"]["si_snri"]["better"] == 0
 
 
-def test_verdict_line_says_whether_dfkd_beats_every_baseline():
+def test_verdict_line_says_whether_dfkd_beats_the_best_baseline():
     text = to_markdown(build_results(_records(), order=["spectral", "dfkd"]))
-    assert ("- convtasnet: DFKD is ahead of every baseline in SI-SNRi: `dfkd` (+0.22 ± 0.08 (5/6) dB) "
-            "over `none`, the best baseline `none`.") in text
-    # a baseline that does better: the verdict says so and names it
+    # dfkd - none per clip: [0.3, -0.2, 0.3, 0.3, 0.3, 0.3]; ahead, but one clip against it and
+    # five tied ranks leave Wilcoxon at p = 0.06: not significant, so the verdict does not claim it
+    p = stats.wilcoxon([0.3, -0.2, 0.3, 0.3, 0.3, 0.3]).pvalue
+    assert 0.05 < p < 0.07
+    assert ("- convtasnet: DFKD (`dfkd`) is ahead of the best baseline (no KD (`none`)) by "
+            f"+0.22 ± 0.08 (5/6; p={p:.2f}; seeds +0.22 ± 0.00, 2/2 better) dB SI-SNRi, which is NOT "
+            "significant; pick no KD (`none`) (simpler) or either.") in text
+    # a baseline that does better: the verdict says so, names it and compares against it
     records = [r for r in _records() if r.model != "spectral"]
     for seed, shift in ((1, -0.1), (2, 0.1)):
         records.append(RunRecord("convtasnet", "sisnr", seed, _scores(6.5, shift, OFFSETS), dict(NOISY)))
-    text = to_markdown(build_results(records))
-    assert "convtasnet: DFKD does NOT beat the best baseline in SI-SNRi" in text
-    assert "against `sisnr` (+0.50 ± 0.00 (6/6) dB); pick sisnr." in text
+    results = build_results(records)
+    assert results.best_baseline == {"convtasnet": "sisnr"}
+    text = to_markdown(results)
+    # dfkd - sisnr per clip: [-0.2, -0.7, -0.2, -0.2, -0.2, -0.2]: all six worse
+    assert "convtasnet: DFKD does NOT beat the best baseline (`sisnr`): its best variant `dfkd` is -0.28" in text
+    assert text.rstrip().endswith(".") and "pick `sisnr`." in text
+
+
+def _significant_records() -> list[RunRecord]:
+    """none, output and dfkd over three seeds; dfkd beats output on every clip by distinct amounts."""
+    gains = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    records = []
+    for seed, shift in ((1, -0.1), (2, 0.0), (3, 0.1)):
+        records.append(RunRecord("convtasnet", "none", seed, _scores(6.0, shift, OFFSETS)))
+        records.append(RunRecord("convtasnet", "output", seed, _scores(6.2, shift, OFFSETS)))
+        records.append(RunRecord("convtasnet", "dfkd-rolloff", seed,
+                                 _scores(6.2, shift, [o + g for o, g in zip(OFFSETS, gains)])))
+    return records
+
+
+def test_paired_differences_against_the_best_baseline_with_tests_over_clips_and_seeds():
+    # the row named dfkd-rolloff is DFKD by its method; "output" is then the best baseline
+    results = build_results(_significant_records(), methods={"none": "none", "output": "output",
+                                                             "dfkd-rolloff": "dfkd"})
+    assert results.best_baseline == {"convtasnet": "output"}
+    diff = results.paired_best["convtasnet"]["dfkd-rolloff"]["si_snri"]
+    gains = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert diff["mean"] == pytest.approx(0.35)
+    assert diff["se"] == pytest.approx(gains.std(ddof=1) / math.sqrt(6))
+    # all six clips better, no ties: exact two-sided signed-rank p = 2 / 2**6
+    assert diff["p_wilcoxon"] == pytest.approx(2 / 64)
+    assert diff["p_t"] == pytest.approx(stats.ttest_rel(6.2 + gains, np.full(6, 6.2)).pvalue)
+    # same seed, same shift: every seed gains the mean of the gains
+    assert diff["seeds"]["seeds"] == [1, 2, 3] and diff["seeds"]["better"] == 3
+    assert diff["seeds"]["per_seed"] == pytest.approx([0.35] * 3)
+    # none against output: a constant -0.2 on every clip
+    worse = results.paired_best["convtasnet"]["none"]["si_snri"]
+    assert worse["mean"] == pytest.approx(-0.2) and worse["p_t"] == 0.0 and worse["better"] == 0
+    # against none, output and dfkd are still there with their tests
+    assert results.paired["convtasnet"]["output"]["si_snri"]["mean"] == pytest.approx(0.2)
+    text = to_markdown(results)
+    # a constant shift has a standard error of rounding noise: the metric's own decimals
+    assert "| convtasnet | output | +0.20 ± 0.00 (6/6; p=0.03; seeds +0.20 ± 0.00, 3/3 better)" in text
+    assert "## Paired per-clip differences against the best baseline" in text
+    assert ("| convtasnet | dfkd-rolloff | +0.35 ± 0.08 (6/6; p=0.03; seeds +0.35 ± 0.00, 3/3 better)"
+            in text)
+    assert ("- convtasnet: DFKD (`dfkd-rolloff`) beats the best baseline (`output`) by +0.35 ± 0.08 "
+            "(6/6; p=0.03; seeds +0.35 ± 0.00, 3/3 better) dB SI-SNRi; pick `dfkd-rolloff`.") in text
+    saved = json.loads(json.dumps(results.to_dict()))
+    assert saved["best_baseline"] == {"convtasnet": "output"}
+    assert saved["paired_vs_best_baseline"]["convtasnet"]["dfkd-rolloff"]["si_snri"]["p_wilcoxon"] == \
+        pytest.approx(2 / 64)
+
+
+def test_significance_edge_cases_do_not_crash():
+    from dfkd.experiment.significance import is_significant_gain, paired_t_p, seed_paired, wilcoxon_p
+
+    assert wilcoxon_p([0.0, 0.0, 0.0]) == 1.0 and paired_t_p([0.0, 0.0]) == 1.0
+    assert math.isnan(wilcoxon_p([0.4])) and math.isnan(paired_t_p([]))
+    assert wilcoxon_p([1.0, -2.0, 3.0, 4.0]) == pytest.approx(stats.wilcoxon([1.0, -2.0, 3.0, 4.0]).pvalue)
+    # a pretrained teacher has no seed in common with a student: no seed spread, no crash
+    teacher = [RunRecord("a", "teacher", None, {"c": {"si_snri": 1.0}})]
+    student = [RunRecord("a", "none", 1, {"c": {"si_snri": 0.5}})]
+    spread = seed_paired(teacher, student, "si_snri")
+    assert spread["seeds"] == [] and math.isnan(spread["mean"])
+    # one seed pair against it out of three: the clip test alone does not make a winner
+    entry = {"mean": 0.1, "clips": 60, "p_wilcoxon": 0.001, "seeds": {"seeds": [1, 2, 3], "better": 1}}
+    assert not is_significant_gain(entry)
+    assert is_significant_gain({**entry, "seeds": {"seeds": [1, 2, 3], "better": 2}})
+    one = build_results([RunRecord("a", "none", 1, {"c": {"si_snri": 0.5}}),
+                         RunRecord("a", "dfkd", 1, {"c": {"si_snri": 0.7}})])
+    assert "p=–" in to_markdown(one)
 
 
 def test_low_teacher_lead_is_flagged():

@@ -11,12 +11,12 @@ import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 from ..files import write_text
 from .tables import (
-    format_difference, lead_sentence, metric_header, table_cells, table_header, verdict_sentence,
+    PAIRED_NOTE, format_comparison, lead_sentence, metric_header, table_cells, table_header, verdict_sentence,
 )
 from .results import BASELINE, NOISY, PAIRED_METRICS, TEACHER, Results
 
@@ -85,18 +85,21 @@ def results_table(results: Results) -> str:
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
-def paired_table(results: Results) -> str:
+def paired_table(results: Results, paired: Mapping[str, Any] | None = None) -> str:
+    """Paired differences (the same cells as ``results.md``): against ``none`` by default, or
+    ``paired`` (e.g. ``results.paired_best``, against the best baseline)."""
+    paired = results.paired if paired is None else paired
     shown = [m for m in PAIRED_METRICS if m in results.metrics]
-    if not results.paired or not shown:
-        return f"<p>No `{BASELINE}` runs: no paired differences.</p>"
+    if not paired or not shown:
+        return "<p>No baseline runs: no paired differences.</p>"
     head = "".join(f"<th>Δ {_esc(metric_header(m))}</th>" for m in shown)
     body = []
-    for arch, models in results.paired.items():
+    for arch, models in paired.items():
         for model, diffs in models.items():
-            cells = "".join(f"<td>{_esc(format_difference(diffs.get(m, {}), m))}</td>" for m in shown)
+            cells = "".join(f"<td>{_esc(format_comparison(diffs.get(m, {}), m))}</td>" for m in shown)
             body.append(f'<tr><td class="l">{_esc(arch)}</td><td class="l">{_esc(model)}</td>{cells}</tr>')
-    return (f'<table><thead><tr><th class="l">arch</th><th class="l">model</th>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (f'<div class="wide"><table><thead><tr><th class="l">arch</th><th class="l">model</th>{head}'
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def sweep_table(results: Results) -> str:
@@ -152,9 +155,13 @@ def render_html(results: Results, figures: Sequence[ReportFigure] = (),
         results_table(results),
         "<h2>Teacher lead over <code>none</code></h2>", f"<ul>{''.join(leads)}</ul>",
         "<h2>Paired per-clip differences against <code>none</code></h2>",
-        '<p class="note">Mean ± standard error over clips (clips better / clips); each model\'s '
-        "clip scores are first averaged over its seeds.</p>",
+        f'<p class="note">{_esc(PAIRED_NOTE)}</p>',
         paired_table(results),
+        *([f"<h2>Paired per-clip differences against the best baseline</h2>",
+           f'<p class="note">Best baseline (best non-DFKD student by '
+           f"{_esc(metric_header(results.rank_metric))}): "
+           f"{_esc(', '.join(f'{a}: {m}' for a, m in results.best_baseline.items()))}.</p>",
+           paired_table(results, results.paired_best)] if results.paired_best else []),
         "<h2>KD weight (λ) sweep</h2>", sweep_table(results),
     ]
     for fig in figures:

@@ -4,6 +4,9 @@
   metric and architecture, with standard-error bars: the figure that says whether KD helped.
 * :func:`plot_crossover`: the distribution of the crossover frequency that the DFKD Frequency
   Adapter chose (Yuan et al., arXiv 2502.04711) over the validation set, in Hz, one curve per rule.
+* :func:`plot_validation`: validation SI-SNRi (or SI-SNR) against the training step of ``none``,
+  the best baseline and every DFKD variant, mean over seeds: whether the students converged, and
+  when DFKD pulled ahead or fell behind.
 * :func:`plot_spectrograms`: log-magnitude spectrograms of noisy / clean / teacher / students for
   one clip, on one colour scale so that residual noise is comparable across panels.
 
@@ -140,6 +143,30 @@ def plot_crossover(histograms: Mapping[str, Mapping[str, Sequence[int]]], path: 
         axes.set_xlabel("crossover frequency (Hz); the first bar is 0 Hz, the DC bin")
         axes.set_ylabel("fraction of frames")
         axes.set_title(f"{arch}: DFKD crossover over the validation set", fontsize=10)
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_validation(curves: Mapping[str, Mapping[str, tuple[str, Sequence[int], Sequence[float]]]],
+                    path: str | os.PathLike) -> Path | None:
+    """One panel per architecture: row label -> (metric, steps, mean validation value over seeds)
+    (:func:`dfkd.experiment.curves.mean_curve`). ``None`` when no architecture has a curve."""
+    archs = [a for a, rows in curves.items() if any(len(c[1]) for c in rows.values())]
+    if not archs:
+        return None
+    figure = Figure(figsize=(7.0, 2.8 * len(archs)))
+    for panel, arch in enumerate(archs):
+        axes = figure.add_subplot(len(archs), 1, panel + 1)
+        metrics = []
+        for label, (metric, steps, values) in curves[arch].items():
+            metrics.append(metric)
+            axes.plot(steps, values, marker="o", markersize=3, linewidth=1.3, label=label)
+        axes.set_xlabel("training step")
+        # rows may fall back to SI-SNR when a run did not log the improvement: say which is drawn
+        axes.set_ylabel("valid " + " / ".join(metric_header(m) for m in dict.fromkeys(metrics)),
+                        fontsize=8)
+        axes.set_title(f"{arch}: validation during training (mean over seeds)", fontsize=10)
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3)
     return _save(figure, path)

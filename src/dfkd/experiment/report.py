@@ -8,6 +8,8 @@
   of the grid: method.md asks for that distribution. Read from the DFKD runs' ``history.json`` (the
   trainer logs it at each validation), or recomputed with exactly the loss the students were
   trained with (:func:`dfkd.distill.methods.make_kd_loss`, silent frames left out as in training).
+* :func:`validation_curves`: the validation curves of ``none``, the best baseline and every DFKD
+  variant, mean over seeds, from the final runs' ``history.json`` (:mod:`dfkd.experiment.curves`).
 * :func:`listening_clips`: a few test clips enhanced by the teacher, the ``none`` student and the
   ``dfkd`` student, as WAV files and spectrogram figures.
 * :func:`write_report`: all of the above plus the metric-delta chart into ``report.html``.
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from . import plots
+from .curves import mean_curve
 from ..checkpoint import load_model
 from .html import ReportClip, ReportFigure, write_report_html
 from .config import EvaluationConfig, ExperimentConfig
@@ -184,6 +187,33 @@ def _recompute_counts(grid: ReportInputs, teacher: Cell, losses: dict[str, Any]
     return {rule: c.tolist() for rule, c in counts.items()}
 
 
+def _history(cell: Cell) -> dict[str, Any] | None:
+    path = cell.run_dir / "history.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:  # a figure is not worth failing the report for
+        return None
+
+
+def validation_curves(grid: ReportInputs, results: Results
+                      ) -> dict[str, dict[str, tuple[str, list[int], list[float]]]]:
+    """arch -> row label -> (metric, steps, mean over seeds) for ``none``, the architecture's
+    best baseline and every DFKD variant; final runs only (the sweep's are shorter)."""
+    curves: dict[str, dict[str, tuple[str, list[int], list[float]]]] = {}
+    dfkd = [v.name for v in grid.config.variants if v.method == "dfkd"]
+    for arch in grid.teachers:
+        rival = results.best_baseline.get(arch)
+        wanted = list(dict.fromkeys([BASELINE, *([rival] if rival else []), *dfkd]))
+        for model in wanted:
+            histories = [h for h in (_history(c) for c in grid.finals
+                                     if c.arch == arch and c.model == model) if h]
+            curve = mean_curve(histories)
+            if curve is not None:
+                label = model + (" (best baseline)" if model == rival and model != BASELINE else "")
+                curves.setdefault(arch, {})[label] = curve
+    return curves
+
+
 def _level_matched(enhanced: np.ndarray, clean: np.ndarray) -> np.ndarray:
     # SI-SNR-trained models have no fixed output gain: for listening and for spectrograms on one
     # colour scale, every output is brought to the clean clip's RMS (its polarity is kept)
@@ -256,6 +286,12 @@ def write_report(grid: ReportInputs, results: Results) -> Path:
             f"Gain over `{BASELINE}` per method", "plots/deltas.png",
             "Per clip, each method's score (mean over its seeds) minus the `none` student's; bars "
             "are the mean over test clips, error bars one standard error."))
+    if plots.plot_validation(validation_curves(grid, results), out / "plots" / "validation.png"):
+        figures.append(ReportFigure(
+            "Validation curves", "plots/validation.png",
+            "Validation SI-SNRi (SI-SNR where a run did not log it) against the training step of "
+            "the final runs of `none`, the best baseline and every DFKD variant, mean over seeds: "
+            "flat at the end means converged at this schedule."))
     histograms = crossover_histograms(grid)
     if plots.plot_crossover(histograms, out / "plots" / "crossover.png") is not None:
         figures.append(ReportFigure(

@@ -13,6 +13,10 @@ Output (:func:`build_results`, written by :func:`dfkd.experiment.tables.write_re
 * paired per-clip differences of each model against ``none`` (mean, standard error, clips
   better): with few seeds, the mean over seeds hides whether a 0.1 dB gain is more than noise;
   pairing the same clips removes the clip-to-clip spread from the comparison;
+* the same against the **best baseline** (the best student by the rank metric among the rows whose
+  method is not DFKD): beating ``none`` is not enough, DFKD must beat the other KD methods; each
+  comparison carries its significance tests over clips and its spread over seeds
+  (:mod:`dfkd.experiment.significance`);
 * the chosen KD weight (lambda) of each method and its validation sweep;
 * a line saying which seeds, dates and machines the numbers come from.
 
@@ -31,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DfkdError
+from .significance import clip_tests, seed_paired
 
 
 # Table columns, in the field's usual order (method.md, "What to report and plot").
@@ -140,6 +145,14 @@ class Results:
     provenance: str
     rank_metric: str = "si_snri"
     meta: dict[str, Any] = field(default_factory=dict)
+    # arch -> the best non-DFKD student, and every other row's comparison against it
+    best_baseline: dict[str, str] = field(default_factory=dict)
+    paired_best: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    # model row -> its KD method (``dfkd`` rows are the method under test)
+    methods: dict[str, str] = field(default_factory=dict)
+
+    def is_dfkd(self, model: str) -> bool:
+        return is_dfkd(model, self.methods)
 
     def architectures(self) -> list[str]:
         return list(dict.fromkeys(row.arch for row in self.rows if row.model != NOISY))
@@ -151,7 +164,8 @@ class Results:
         return {
             "metrics": self.metrics, "rank_metric": self.rank_metric,
             "rows": [row.to_dict() for row in self.rows], "teacher_lead": self.teacher_lead,
-            "paired_vs_none": self.paired, "kd_weight_sweeps": self.sweeps,
+            "paired_vs_none": self.paired, "best_baseline": self.best_baseline,
+            "paired_vs_best_baseline": self.paired_best, "kd_weight_sweeps": self.sweeps,
             "provenance": self.provenance, "meta": self.meta,
         }
 
@@ -209,6 +223,31 @@ def paired_difference(model: Mapping[str, float], baseline: Mapping[str, float])
         "mean": float(diffs.mean()), "se": se, "better": int((diffs > 0).sum()),
         "worse": int((diffs < 0).sum()), "clips": len(diffs),
     }
+
+
+def compare_rows(model: Sequence[RunRecord], baseline: Sequence[RunRecord], metric: str) -> dict[str, Any]:
+    """One comparison of two rows: the paired per-clip difference of their seed-averaged clip
+    scores (:func:`paired_difference`), its p-values over clips and the seed-paired spread
+    (:mod:`dfkd.experiment.significance`)."""
+    mine, base = clip_means(model, metric), clip_means(baseline, metric)
+    return {**paired_difference(mine, base), **clip_tests(mine, base),
+            "seeds": seed_paired(model, baseline, metric)}
+
+
+def is_dfkd(model: str, methods: Mapping[str, str] | None = None) -> bool:
+    """A row trained with DFKD: by its variant's method when known, else by its name."""
+    if methods and model in methods:
+        return methods[model] == "dfkd"
+    return model == "dfkd" or model.startswith("dfkd-")
+
+
+def best_baseline(rows: Sequence[Row], rank_metric: str, methods: Mapping[str, str] | None = None
+                  ) -> str | None:
+    """The best student that is not DFKD (``none``, ``output``, ``sisnr``...), by the mean over
+    seeds of ``rank_metric``: what DFKD has to beat for a user to prefer it."""
+    rivals = [r for r in rows if r.model not in (TEACHER, NOISY) and not is_dfkd(r.model, methods)
+              and r.mean(rank_metric) is not None]
+    return max(rivals, key=lambda r: r.mean(rank_metric)).model if rivals else None
 
 
 def _seed_stats(records: Sequence[RunRecord], metric: str) -> dict[str, Any] | None:
@@ -273,6 +312,7 @@ def build_results(
     rank_metric: str = "si_snri",
     lead_target: float = LEAD_TARGET_DB,
     meta: Mapping[str, Any] | None = None,
+    methods: Mapping[str, str] | None = None,
 ) -> Results:
     """Aggregate per-seed records into the table, the teacher lead and the paired differences.
 
@@ -283,6 +323,8 @@ def build_results(
         rank_metric: the metric that decides the best student per architecture.
         lead_target: the teacher lead over ``none`` (dB SI-SNRi) that method.md asks for.
         meta: anything else to keep in ``results.json`` (config name, data folder...).
+        methods: row name -> KD method (the config's variants); rows not in it are DFKD when
+            named ``dfkd`` or ``dfkd-*``.
     """
     if not records:
         raise DfkdError("no evaluated runs to report")
@@ -293,6 +335,8 @@ def build_results(
     if noisy is not None:
         rows.append(noisy)
     paired: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    best: dict[str, str] = {}
+    paired_best: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     lead: dict[str, dict[str, Any]] = {}
     for arch in dict.fromkeys(r.arch for r in records):
         mine = [r for r in records if r.arch == arch]
@@ -314,16 +358,19 @@ def build_results(
             max(students, key=lambda r: r.mean(rank_metric)).best = True
         rows.extend(arch_rows)
         if BASELINE in groups:
-            base = {m: clip_means(groups[BASELINE], m) for m in metrics}
-            paired[arch] = {
-                model: {m: paired_difference(clip_means(group, m), base[m]) for m in metrics}
-                for model, group in groups.items() if model != BASELINE
-            }
+            paired[arch] = {model: {m: compare_rows(group, groups[BASELINE], m) for m in metrics}
+                            for model, group in groups.items() if model != BASELINE}
+        rival = best_baseline(arch_rows, rank_metric, methods)
+        if rival is not None:
+            best[arch] = rival
+            paired_best[arch] = {model: {m: compare_rows(group, groups[rival], m) for m in metrics}
+                                 for model, group in groups.items() if model != rival}
         lead[arch] = _teacher_lead(arch_rows, paired.get(arch, {}), lead_target,
                                    [r.late_gain_db for r in groups.get(BASELINE, [])])
     return Results(metrics=metrics, rows=rows, teacher_lead=lead, paired=paired,
                    sweeps={a: {m: dict(v) for m, v in s.items()} for a, s in (sweeps or {}).items()},
-                   provenance=provenance_line(records), rank_metric=rank_metric, meta=dict(meta or {}))
+                   provenance=provenance_line(records), rank_metric=rank_metric, meta=dict(meta or {}),
+                   best_baseline=best, paired_best=paired_best, methods=dict(methods or {}))
 
 
 def _teacher_lead(rows: Sequence[Row], paired: Mapping[str, Any], target: float,

@@ -430,6 +430,7 @@ class ExperimentRunner:
             rank_metric=self.config.report.rank_metric, lead_target=self.config.report.lead_target_db,
             meta={"config": self.config.source, "name": self.config.name, "data": self.data,
                   "out": str(self.out)},
+            methods={v.name: v.method for v in self.config.variants},
         )
 
     # ------------------------------------------------------------------------------- the grid

@@ -17,6 +17,7 @@ from ..files import write_json, write_text
 from ..models.complexity import format_count as models_format_count
 from ..evaluation.metrics import DECIMALS, LABELS, UNITS
 from .results import NOISY, PAIRED_METRICS, TEACHER, Results, Row
+from .significance import is_significant_gain
 
 
 def format_count(value: float | None) -> str:
@@ -39,17 +40,57 @@ def format_cell(entry: Mapping[str, Any] | None, metric: str) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
 
 
+def se_digits(se: float | None, metric: str) -> int:
+    """Decimals for a difference whose standard error is ``se``: the metric's own, or enough for
+    the standard error to show a significant digit: a PESQ difference of +0.004 ± 0.002 must not
+    read "+0.00 ± 0.00" (at most 4 decimals)."""
+    digits = DECIMALS.get(metric, 2)
+    # below 1e-12 the standard error is floating-point rounding of a constant shift, not a spread
+    if se is not None and math.isfinite(se) and se > 1e-12:
+        digits = min(4, max(digits, -math.floor(math.log10(se))))
+    return digits
+
+
 def format_difference(diff: Mapping[str, float], metric: str) -> str:
     """``+0.12 ± 0.03 (41/60)``: mean paired difference ± standard error (clips better / clips)."""
     if not diff or not diff.get("clips"):
         return "–"
-    digits = DECIMALS.get(metric, 2)
-    if not math.isnan(diff["se"]) and diff["se"] > 0:
-        # enough decimals for the standard error to show a significant digit: a PESQ difference
-        # of +0.004 ± 0.002 must not read "+0.00 ± 0.00" (at most 4 decimals)
-        digits = min(4, max(digits, -math.floor(math.log10(diff["se"]))))
-    se = "" if math.isnan(diff["se"]) else f" ± {diff['se']:.{digits}f}"
+    digits = se_digits(diff["se"], metric)
+    se = "" if diff["se"] is None or math.isnan(diff["se"]) else f" ± {diff['se']:.{digits}f}"
     return f"{diff['mean']:+.{digits}f}{se} ({diff['better']}/{diff['clips']})"
+
+
+def format_p(p: float | None) -> str:
+    """``p=0.002``, ``p=0.31``, ``p<0.001``; ``p=–`` when there is no test (one clip)."""
+    if p is None or not math.isfinite(p):
+        return "p=–"
+    if p < 0.001:
+        return "p<0.001"
+    return f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
+
+
+def format_seeds(seeds: Mapping[str, Any] | None, digits: int) -> str:
+    """``seeds +0.11 ± 0.04, 3/3 better``: the seed-paired difference; empty with no shared seed."""
+    if not seeds or not seeds.get("seeds"):
+        return ""
+    n = len(seeds["seeds"])
+    std = seeds.get("std")
+    spread = f" ± {std:.{digits}f}" if std is not None and math.isfinite(std) else ""
+    return f"; seeds {seeds['mean']:+.{digits}f}{spread}, {seeds['better']}/{n} better"
+
+
+def format_comparison(diff: Mapping[str, Any], metric: str) -> str:
+    """``+0.12 ± 0.03 (41/60; p=0.002; seeds +0.11 ± 0.04, 3/3 better)``: the paired difference
+    over clips ± its standard error, clips better, the Wilcoxon p-value over clips, and the
+    seed-paired difference (mean ± std over seeds, seeds better). Decimals from the standard
+    error (:func:`se_digits`)."""
+    if not diff or not diff.get("clips"):
+        return "–"
+    digits = se_digits(diff.get("se"), metric)
+    se = diff.get("se")
+    se_text = f" ± {se:.{digits}f}" if se is not None and math.isfinite(se) else ""
+    return (f"{diff['mean']:+.{digits}f}{se_text} ({diff['better']}/{diff['clips']}; "
+            f"{format_p(diff.get('p_wilcoxon'))}{format_seeds(diff.get('seeds'), digits)})")
 
 
 def table_cells(row: Row, metrics: Sequence[str]) -> list[str]:
@@ -84,31 +125,46 @@ def lead_sentence(arch: str, lead: Mapping[str, Any]) -> str:
 
 
 def verdict_sentence(results: Results, arch: str) -> str | None:
-    """One line: does DFKD (any row named ``dfkd`` or ``dfkd-*``) beat every other student of
-    ``arch``, by the paired per-clip difference over ``none`` in the rank metric? ``None`` when the
-    grid has no DFKD row or no paired differences yet."""
+    """One line: does DFKD (every row whose method is ``dfkd``) beat the best baseline of ``arch``
+    (the best non-DFKD student, :func:`dfkd.experiment.results.best_baseline`), by the paired
+    per-clip difference in the rank metric, significantly (Wilcoxon over clips, most seeds;
+    :func:`dfkd.experiment.significance.is_significant_gain`)? And which method to pick.
+    ``None`` when the grid has no DFKD row or no baseline to compare with."""
     metric = results.rank_metric
-    diffs = {model: d[metric] for model, d in results.paired.get(arch, {}).items()
-             if model != TEACHER and metric in d and d[metric].get("clips")}
-    dfkd = {m: d for m, d in diffs.items() if m == "dfkd" or m.startswith("dfkd-")}
-    others = {m: d for m, d in diffs.items() if m not in dfkd}
-    others["none"] = {"mean": 0.0, "se": 0.0, "clips": 1}
-    if not dfkd:
+    rival = results.best_baseline.get(arch)
+    diffs = {model: d[metric] for model, d in results.paired_best.get(arch, {}).items()
+             if results.is_dfkd(model) and metric in d and d[metric].get("clips")}
+    if rival is None or not diffs:
         return None
     unit = f" {UNITS[metric]}" if metric in UNITS else ""
-    best_dfkd = max(dfkd, key=lambda m: dfkd[m]["mean"])
-    best_other = max(others, key=lambda m: others[m]["mean"])
-
-    def said(model: str, diff: Mapping[str, float]) -> str:
-        return "`none`" if model == "none" else f"`{model}` ({format_difference(diff, metric)}{unit})"
-
     label = LABELS.get(metric, metric)
-    if dfkd[best_dfkd]["mean"] > others[best_other]["mean"]:
-        return (f"{arch}: DFKD is ahead of every baseline in {label}: {said(best_dfkd, dfkd[best_dfkd])} "
-                f"over `none`, the best baseline {said(best_other, others[best_other])}.")
-    return (f"{arch}: DFKD does NOT beat the best baseline in {label}: its best row "
-            f"{said(best_dfkd, dfkd[best_dfkd])} over `none`, against {said(best_other, others[best_other])}; "
-            f"pick {best_other if best_other != 'none' else 'no KD (`none`)'}.")
+    best = max(diffs, key=lambda m: diffs[m]["mean"])
+    diff = diffs[best]
+    said = f"{format_comparison(diff, metric)}{unit} {label}"
+    rival_name = "no KD (`none`)" if rival == "none" else f"`{rival}`"
+    if is_significant_gain(diff):
+        return (f"{arch}: DFKD (`{best}`) beats the best baseline ({rival_name}) by {said}; "
+                f"pick `{best}`.")
+    if diff["mean"] > 0:
+        return (f"{arch}: DFKD (`{best}`) is ahead of the best baseline ({rival_name}) by {said}, "
+                f"which is NOT significant; pick {rival_name} (simpler) or either.")
+    return (f"{arch}: DFKD does NOT beat the best baseline ({rival_name}): its best variant "
+            f"`{best}` is {said}; pick {rival_name}.")
+
+
+def _paired_lines(results: Results, paired: Mapping[str, Any], shown: Sequence[str]) -> list[str]:
+    lines = ["| arch | model | " + " | ".join(f"Δ {metric_header(m)}" for m in shown) + " |",
+             "|---|---|" + "---:|" * len(shown)]
+    for arch, models in paired.items():
+        for model, diffs in models.items():
+            cells = [format_comparison(diffs.get(m, {}), m) for m in shown]
+            lines.append(f"| {arch} | {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
+PAIRED_NOTE = ("Per clip, each model's scores averaged over its seeds minus the other row's; mean ± "
+               "standard error over clips (clips better / clips; Wilcoxon signed-rank p over clips; "
+               "seeds: the same-seed difference, mean ± std over seeds, seeds better).")
 
 
 def to_markdown(results: Results) -> str:
@@ -133,15 +189,14 @@ def to_markdown(results: Results) -> str:
     lines += [f"- {lead_sentence(arch, results.teacher_lead[arch])}" for arch in results.teacher_lead]
     shown = [m for m in PAIRED_METRICS if m in results.metrics]
     if results.paired and shown:
-        lines += ["", "## Paired per-clip differences against `none`", "",
-                  "Per clip, each model's scores averaged over its seeds minus `none`'s; mean ± "
-                  "standard error over clips (clips better / clips).", "",
-                  "| arch | model | " + " | ".join(f"Δ {metric_header(m)}" for m in shown) + " |",
-                  "|---|---|" + "---:|" * len(shown)]
-        for arch, models in results.paired.items():
-            for model, diffs in models.items():
-                cells = [format_difference(diffs.get(m, {}), m) for m in shown]
-                lines.append(f"| {arch} | {model} | " + " | ".join(cells) + " |")
+        lines += ["", "## Paired per-clip differences against `none`", "", PAIRED_NOTE, "",
+                  *_paired_lines(results, results.paired, shown)]
+    if results.paired_best and shown:
+        rivals = ", ".join(f"{a}: `{m}`" for a, m in results.best_baseline.items())
+        lines += ["", "## Paired per-clip differences against the best baseline", "",
+                  f"The best baseline is the best non-DFKD student by "
+                  f"{metric_header(results.rank_metric)} ({rivals}). " + PAIRED_NOTE, "",
+                  *_paired_lines(results, results.paired_best, shown)]
     if results.sweeps:
         lines += ["", "## KD weight (λ) chosen by the validation sweep", "",
                   "Validation SI-SNR (dB) per candidate λ; the best is chosen (**bold**).", "",
