@@ -33,7 +33,7 @@ import torch
 from ..errors import DfkdError
 from ..losses import neg_si_snr
 from .adapter import FrequencyAdapter
-from .bands import EPS, SILENCE_DB, _band_losses_frames_last, dfkd_band_losses  # noqa: F401
+from .bands import EPS, SILENCE_DB, _band_losses_frames_last, dfkd_band_losses, patched_band_losses  # noqa: F401
 from .dispatch import BASES, dispatch_loss
 from .patches import parse_patch_heights, dispatch_patch_ids
 from .spectra import HOP, N_FFT, magnitude, power, stft_frames
@@ -237,6 +237,9 @@ class DfkdKD(KDLoss):
         scale_fix: bring the teacher to the clean target's scale first (:func:`fix_scale`; it
             includes the polarity fix); the high band's magnitude term then compares levels that
             do not depend on the teacher's arbitrary SI-SNR gain.
+        cosine_bins: the cosine terms per patch of bins inside each band, ``LOW/HIGH`` heights
+            (or one height for both), as the public re-implementation used by DISPatch (Kim & Choi,
+            arXiv 2509.15922) computes them; empty (default): over the whole band, as method.md.
     """
 
     name = "dfkd"
@@ -250,10 +253,13 @@ class DfkdKD(KDLoss):
         silence_db: float = SILENCE_DB,
         polarity_fix: bool = True,
         scale_fix: bool = False,
+        cosine_bins: str = "",
     ) -> None:
         super().__init__(weight)
         if not 0.0 <= float(beta) <= 1.0:
             raise DfkdError(f"dfkd: beta must be in [0, 1], not {beta}")
+        self.cosine_bins = (parse_patch_heights(cosine_bins, "dfkd: cosine_bins")
+                            if str(cosine_bins or "").strip() else None)
         self.adapter = FrequencyAdapter(adapter, crossover=crossover, n_fft=N_FFT)
         self.beta = float(beta)
         self.silence_db = float(silence_db)
@@ -268,6 +274,7 @@ class DfkdKD(KDLoss):
             "silence_db": self.silence_db,
             "polarity_fix": self.polarity_fix,
             "scale_fix": self.scale_fix,
+            "cosine_bins": "" if self.cosine_bins is None else str(self.cosine_bins),
         }
 
     def compute(self, student, teacher, clean) -> KDOutput:
@@ -275,6 +282,11 @@ class DfkdKD(KDLoss):
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
+        if self.cosine_bins is not None:
+            low, high, active = patched_band_losses(
+                teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
+                self.beta, self.silence_db, self.cosine_bins.low, self.cosine_bins.high)
+            return KDOutput(low + high, {"low": low.detach(), "high": high.detach()}, crossover[active])
         low, high, active = _band_losses_frames_last(
             teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
             self.beta, self.silence_db, teacher_power,
