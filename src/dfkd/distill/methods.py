@@ -26,6 +26,7 @@ one :class:`KDLoss` subclass here, listed in :data:`KD_METHODS` (its default lam
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -70,6 +71,12 @@ class KDLoss:
 
     name = "base"
     needs_teacher = True
+    # The one declaration of a method's options: the constructor's keyword arguments (name,
+    # default, type), plus, where they differ, the ``kd.*`` config key of an option (also the
+    # `dfkd distill` flag, ``--output-norm``) and a help line. The train config's keys, the grid's
+    # option names and the CLI flags all derive from these (``kd_options``).
+    config_keys: dict[str, str] = {}
+    option_help: dict[str, str] = {}
 
     def __init__(self, weight: float) -> None:
         self.weight = float(weight)
@@ -142,6 +149,12 @@ class OutputKD(KDLoss):
     """``output``: L1 or MSE between student and (polarity- or scale-fixed) teacher waveforms."""
 
     name = "output"
+    config_keys = {"norm": "output_norm"}
+    option_help = {"norm": "output: l1 | mse between student and teacher waveforms",
+                   "polarity_fix": "dfkd, dispatch, output: flip the teacher per clip to agree in sign "
+                                   "with the clean target",
+                   "scale_fix": "bring the teacher to the clean target's scale first (least-squares "
+                                "gain per clip; includes the polarity fix)"}
 
     def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True,
                  scale_fix: bool = False) -> None:
@@ -198,6 +211,8 @@ class SubbandKD(KDLoss):
     """
 
     name = "subband"
+    config_keys = {"bands": "subband_bands"}
+    option_help = {"bands": "subband: number of equal-width bands"}
 
     def __init__(self, weight: float, bands: int = 4, scale_fix: bool = False) -> None:
         super().__init__(weight)
@@ -243,6 +258,14 @@ class DfkdKD(KDLoss):
     """
 
     name = "dfkd"
+    option_help = {
+        "adapter": "dfkd, dispatch crossover rule: cummax-slope[:MIN_HZ] | cummax-slope-db[:MIN_HZ] | "
+                   "cummax-slope-smooth[:BINS] | energy-rolloff:Q | fixed:HZ",
+        "crossover": "dfkd: inclusive (crossover bin in both bands) | exclusive (low band only)",
+        "beta": "dfkd, dispatch: high band = beta * cosine term + (1 - beta) * magnitude MSE",
+        "silence_db": "dfkd, dispatch: frames (patches) this far below the loudest frame are silent",
+        "cosine_bins": "dfkd: cosine terms per patch of LOW/HIGH bins in each band; empty: whole band",
+    }
 
     def __init__(
         self,
@@ -321,6 +344,14 @@ class DispatchKD(KDLoss):
     """
 
     name = "dispatch"
+    config_keys = {"base": "dispatch_base", "top_k": "dispatch_top_k", "patch_bins": "dispatch_patch_bins",
+                   "patch_frames": "dispatch_patch_frames"}
+    option_help = {
+        "base": "dispatch: the patch loss, spectral | dfkd",
+        "top_k": "dispatch: fraction of the valid patches (by knowledge gap) that get the KD loss",
+        "patch_bins": "dispatch: patch heights LOW/HIGH below/above the crossover (MSSP), or one height",
+        "patch_frames": "dispatch: patch width in STFT frames (8 ms)",
+    }
 
     @classmethod
     def default_weight(cls, options: dict[str, Any]) -> float | None:
@@ -388,6 +419,9 @@ class DispatchKD(KDLoss):
 KD_METHODS: dict[str, type[KDLoss]] = {
     cls.name: cls for cls in (NoKD, OutputKD, SiSnrKD, SpectralKD, SubbandKD, DfkdKD, DispatchKD)
 }
+# The methods of the package itself: their options are the train config's ``kd.*`` keys (a loss
+# registered later keeps its options at their defaults, register_kd_loss).
+BUILTIN_METHODS: tuple[str, ...] = tuple(KD_METHODS)
 
 # lambda per method (method.md, "Decisions that follow"; inputs RMS-normalised to ~0.1): dfkd 1,
 # spectral 10, sisnr 0.1 as given there. `output` and `subband` are not given: they are set so that
@@ -432,11 +466,45 @@ def register_kd_loss(cls: type[KDLoss], default_weight: float = 1.0, replace: bo
     return cls
 
 
+@dataclass(frozen=True)
+class KDOption:
+    """One option of a KD method, as its class declares it (see :attr:`KDLoss.config_keys`).
+
+    Attributes:
+        option: the constructor's keyword (the grid's option name, ``norm``).
+        key: the ``kd.*`` config key and, with dashes, the `dfkd distill` flag (``output_norm``).
+        default: the constructor's default (its type is the option's type).
+        help: one line for the config comment and ``--help``.
+    """
+
+    option: str
+    key: str
+    default: Any
+    help: str = ""
+
+
+def _help_for(option: str) -> str:
+    # help lines are shared: a method may lean on another's (polarity_fix is declared once)
+    for cls in KD_METHODS.values():
+        if option in cls.option_help:
+            return cls.option_help[option]
+    return ""
+
+
+def kd_options(method: str) -> list[KDOption]:
+    """The options of ``method`` besides ``weight``, from its class's constructor and declarations."""
+    cls = _method_class(method)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [KDOption(p.name, cls.config_keys.get(p.name, p.name),
+                     None if p.default is inspect.Parameter.empty else p.default,
+                     cls.option_help.get(p.name) or _help_for(p.name))
+            for p in params
+            if p.name != "weight" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def kd_option_names(method: str) -> list[str]:
     """Keyword options a method accepts besides ``weight``."""
-    cls = _method_class(method)
-    params = inspect.signature(cls.__init__).parameters
-    return [name for name in params if name not in ("self", "weight")]
+    return [o.option for o in kd_options(method)]
 
 
 def _method_class(method: str) -> type[KDLoss]:
@@ -476,7 +544,9 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "BUILTIN_METHODS",
     "HOP",
+    "KDOption",
     "KD_METHODS",
     "KDLoss",
     "KDOutput",
@@ -486,6 +556,7 @@ __all__ = [
     "fix_polarity",
     "fix_scale",
     "kd_option_names",
+    "kd_options",
     "make_kd_loss",
     "register_kd_loss",
 ]
