@@ -426,3 +426,17 @@ def test_distill_output_norm_flag_and_a_plugin_method(teacher_run, corpus, tmp_p
     assert _main("distill", "--teacher", teacher_run, "--method", "nope", "--data", corpus,
                  "--out", tmp_path / "x", *FAST) == 1
     assert "unknown KD method 'nope'" in capsys.readouterr().err
+
+
+def test_experiment_cells_of_the_new_methods_train(teacher_run, corpus, tmp_path):
+    """A grid row's option names reach the trainer for dispatch and dfkd's cosine_bins."""
+    for method, options in (("dispatch", {"base": "dfkd", "patch_bins": "20", "top_k": 0.5}),
+                            ("dfkd", {"cosine_bins": "10/40", "adapter": "cummax-slope:100"})):
+        job = SimpleNamespace(
+            arch="convtasnet", preset="mini", method=method, kd_weight=0.5, kd_options=dict(options),
+            teacher=str(teacher_run), teacher_id="t", steps=1, batch_size=4, seed=7, data=str(corpus),
+            options={"threads": 1, "progress": False, "data.segment_seconds": 1.0,
+                     "data": {"valid_segment_seconds": 1.25, "pesq_clips": 0}})
+        out = run_experiment_job(job, tmp_path / method)
+        run = json.loads((out / "history.json").read_text())["run"]
+        assert {k: run["kd_options"][k] for k in options} == options

@@ -11,6 +11,8 @@ Every method compares the student's enhanced waveform with the frozen teacher's 
   Kim & Choi, arXiv 2509.15922).
 - ``subband``: K equal-width bands, a normalised magnitude MSE each (after Hao, Wen, Wang, Ling & Li,
   "Sub-Band Knowledge Distillation Framework for Speech Enhancement", Interspeech 2020).
+- ``dispatch``: DISPatch (Kim & Choi, arXiv 2509.15922): the KD loss of a base (``spectral`` or
+  ``dfkd``) only on the spectrogram patches where the teacher beats the student most.
 - ``dfkd``: Dynamic Frequency-Adaptive KD (Yuan et al., arXiv 2502.04711, 2025) in the public
   formulation of the DISPatch baseline: a :class:`~dfkd.distill.adapter.FrequencyAdapter` splits each frame
   at a crossover bin; modified cosine loss on the low band, ``beta``-weighted cosine + magnitude MSE
@@ -243,7 +245,8 @@ class DfkdKD(KDLoss):
 
     Args:
         weight: lambda (default 1).
-        adapter: the adapter rule, ``cummax-slope`` | ``energy-rolloff:q`` | ``fixed:HZ``.
+        adapter: the adapter rule, ``cummax-slope[:MIN_HZ]`` | ``cummax-slope-db[:FLOOR_DB]`` |
+            ``cummax-slope-smooth[:BINS]`` | ``energy-rolloff:q`` | ``fixed:HZ`` (adapter.py).
         crossover: ``inclusive`` (the crossover bin is in both bands) or ``exclusive``.
         beta: weight of the high band's cosine term against its magnitude MSE (default 0.5).
         silence_db: frames whose teacher band energy lies this far below the utterance's loudest
@@ -525,7 +528,9 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
     Options (``None`` values are ignored, so CLI flags left unset fall back to the defaults):
     ``output``: ``norm`` (l1|mse), ``polarity_fix``, ``scale_fix``; ``spectral``: ``scale_fix``;
     ``subband``: ``bands``, ``scale_fix``; ``dfkd``: ``adapter``, ``crossover``, ``beta``,
-    ``silence_db``, ``polarity_fix``, ``scale_fix``.
+    ``silence_db``, ``polarity_fix``, ``scale_fix``, ``cosine_bins``; ``dispatch``: ``base``,
+    ``top_k``, ``patch_bins``, ``patch_frames``, ``adapter``, ``beta``, ``silence_db``,
+    ``polarity_fix``, ``scale_fix`` (:func:`kd_options` lists them from the classes).
     """
     cls = _method_class(method)
     options = {k: v for k, v in options.items() if v is not None}
