@@ -236,7 +236,7 @@ def distill_student(
         out: the run folder (must not hold a run unless ``resume``).
         preset: the student's preset (``tiny``, ``mini``...).
         method: a KD method of :func:`kd_methods` (``none``, ``output``, ``sisnr``, ``spectral``,
-            ``subband``, ``dfkd``, or one registered with :func:`register_kd_loss`).
+            ``subband``, ``dfkd``, ``dispatch``, or one registered with :func:`register_kd_loss`).
         steps: training steps (default: the config's, 1000).
         kd_weight: lambda (default: the method's).
         seed: the student's seed.

@@ -82,7 +82,9 @@ def test_band_masks_inclusive_and_exclusive():
         ("fixed:abc", "not a number"),
         ("fixed", "not a number"),
         ("energy-rolloff:1.5", r"\(0, 1\]"),
-        ("cummax-slope:3", "takes no parameter"),
+        ("cummax-slope:-5", ">= 0 Hz"),
+        ("cummax-slope-db:0", "> 0 dB"),
+        ("cummax-slope-smooth:4", "odd number"),
     ],
 )
 def test_bad_adapter_rules_are_clear_errors(spec, match):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from dfkd.errors import DfkdError
 from dfkd.experiment.jobs import train_job as run_experiment_job
 from dfkd.training.run import kd_loss_from_config, run_training
 from dfkd.training.config import (
+    KD_OPTION_KEYS,
     TrainConfig,
     all_keys,
     apply_mapping,
@@ -249,7 +251,7 @@ def test_distill_from_an_asteroid_checkpoint(asteroid_dir, corpus, tmp_path):
         ("missing", "nope.pt: teacher not found"),
         ("corrupt", "not a readable checkpoint"),
         ("notacheckpoint", "neither a dfkd checkpoint nor an asteroid checkpoint"),
-        ("method", "invalid choice"),
+        ("method", "unknown KD method 'logits'"),
     ],
 )
 def test_bad_teacher_input_fails_before_training(case, match, teacher_run, corpus, tmp_path, capsys):
@@ -368,3 +370,70 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(teacher_ru
     assert _main("train", "--arch", "dptnet", "--data", corpus, "--out", other, "--steps", 1,
                  "--init", teacher_run, *FAST) == 1
     assert "--init holds a convtasnet, but this run trains a dptnet" in capsys.readouterr().err
+
+
+def test_every_kd_option_is_a_config_key_a_grid_key_and_a_distill_flag():
+    from dfkd.commands.distill import add_arguments
+    from dfkd.distill.methods import BUILTIN_METHODS, kd_options
+    from dfkd.experiment.config import GRID_KEYS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    dests = {action.dest for action in parser._actions}
+    config = TrainConfig()
+    for method in BUILTIN_METHODS:
+        for option in kd_options(method):
+            assert getattr(config.kd, option.key) == option.default, (method, option)
+            assert f"kd.{option.key}" in GRID_KEYS and option.key in dests and option.help
+    assert KD_OPTION_KEYS["output"]["output_norm"] == "norm"
+    assert KD_OPTION_KEYS["dispatch"]["dispatch_top_k"] == "top_k"
+
+
+def test_distill_dispatch_and_option_flags_reach_the_loss(teacher_run, corpus, tmp_path):
+    out = tmp_path / "dispatch"
+    code = _main("distill", "--teacher", teacher_run, "--method", "dispatch", "--data", corpus,
+                 "--out", out, "--steps", 2, "--valid-every", 2, "--dispatch-base", "dfkd",
+                 "--dispatch-patch-bins", "20", "--dispatch-top-k", 0.5, "--no-polarity-fix", *FAST)
+    assert code == 0
+    run = json.loads((out / "history.json").read_text())["run"]
+    assert run["kd_options"]["base"] == "dfkd" and run["kd_options"]["top_k"] == 0.5
+    assert run["kd_options"]["patch_bins"] == "20" and run["kd_options"]["polarity_fix"] is False
+    assert run["kd_weight"] == 1.0  # the dfkd base's lambda
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["kd"]["dispatch_base"] == "dfkd"
+
+
+def test_distill_output_norm_flag_and_a_plugin_method(teacher_run, corpus, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "output"
+    assert _main("distill", "--teacher", teacher_run, "--method", "output", "--output-norm", "mse",
+                 "--data", corpus, "--out", out, "--steps", 1, "--valid-every", 5, *FAST) == 0
+    assert json.loads((out / "history.json").read_text())["run"]["kd_options"]["norm"] == "mse"
+    (tmp_path / "my_kd_plugin.py").write_text(
+        "from dfkd import KDLoss, KDOutput, register_kd_loss\n"
+        "@register_kd_loss\n"
+        "class MeanKD(KDLoss):\n"
+        "    name = 'plugin-mean'\n"
+        "    def compute(self, student, teacher, clean):\n"
+        "        return KDOutput((student - teacher).abs().mean(), {})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "plugin"
+    assert _main("distill", "--teacher", teacher_run, "--method", "plugin-mean", "--plugin", "my_kd_plugin",
+                 "--data", corpus, "--out", out, "--steps", 1, "--valid-every", 5, *FAST) == 0
+    assert json.loads((out / "history.json").read_text())["run"]["method"] == "plugin-mean"
+    assert _main("distill", "--teacher", teacher_run, "--method", "nope", "--data", corpus,
+                 "--out", tmp_path / "x", *FAST) == 1
+    assert "unknown KD method 'nope'" in capsys.readouterr().err
+
+
+def test_experiment_cells_of_the_new_methods_train(teacher_run, corpus, tmp_path):
+    """A grid row's option names reach the trainer for dispatch and dfkd's cosine_bins."""
+    for method, options in (("dispatch", {"base": "dfkd", "patch_bins": "20", "top_k": 0.5}),
+                            ("dfkd", {"cosine_bins": "10/40", "adapter": "cummax-slope:100"})):
+        job = SimpleNamespace(
+            arch="convtasnet", preset="mini", method=method, kd_weight=0.5, kd_options=dict(options),
+            teacher=str(teacher_run), teacher_id="t", steps=1, batch_size=4, seed=7, data=str(corpus),
+            options={"threads": 1, "progress": False, "data.segment_seconds": 1.0,
+                     "data": {"valid_segment_seconds": 1.25, "pesq_clips": 0}})
+        out = run_experiment_job(job, tmp_path / method)
+        run = json.loads((out / "history.json").read_text())["run"]
+        assert {k: run["kd_options"][k] for k in options} == options

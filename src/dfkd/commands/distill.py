@@ -4,6 +4,10 @@
                  [--kd-weight 1] [--adapter cummax-slope|energy-rolloff:0.9|fixed:1000]
                  [--beta 0.5] [--crossover inclusive|exclusive] [--cache-teacher] [...]
 
+Every option of every KD method has a flag, derived from the method classes
+(:attr:`dfkd.distill.methods.KDLoss.config_keys`): ``--output-norm mse``, ``--subband-bands 8``,
+``--dispatch-base dfkd``, ``--cosine-bins 10/40``...
+
 The teacher may be a dfkd run folder or checkpoint, an asteroid checkpoint (``model_args`` +
 ``state_dict``), an ONNX or TorchScript waveform-to-waveform model, or a folder of the teacher's
 enhanced files (:mod:`dfkd.distill.teachers`). The student's architecture is the teacher's unless
@@ -26,9 +30,6 @@ DISTILL_FLAGS: dict[str, str] = {
     "teacher": "kd.teacher",
     "method": "kd.method",
     "kd_weight": "kd.weight",
-    "adapter": "kd.adapter",
-    "beta": "kd.beta",
-    "crossover": "kd.crossover",
     "cache_teacher": "kd.cache_teacher",
     "cache_dir": "kd.cache_dir",
     "two_step": "kd.two_step",
@@ -48,24 +49,49 @@ def student_defaults(teacher: str, arch: str | None) -> dict:
     return defaults
 
 
+def kd_option_flags() -> dict[str, str]:
+    """argparse dest -> ``kd.*`` key of every option of the package's KD methods (one flag per key)."""
+    from ..training.config import KD_OPTION_DEFAULTS
+
+    return {key: f"kd.{key}" for key in KD_OPTION_DEFAULTS}
+
+
+def _add_kd_option_flags(parser: argparse.ArgumentParser) -> None:
+    """``--KEY VALUE`` per option, from the method classes; a bool gets ``--no-KEY`` when it
+    defaults to true (``--no-polarity-fix``) and ``--KEY`` when it defaults to false."""
+    from ..distill.methods import BUILTIN_METHODS, kd_options
+
+    group = parser.add_argument_group("KD method options (each applies to the methods named in its help)")
+    seen: set[str] = set()
+    for method in BUILTIN_METHODS:
+        for option in kd_options(method):
+            if option.key in seen:
+                continue
+            seen.add(option.key)
+            flag, default = option.key.replace("_", "-"), option.default
+            text = f"{option.help} (default {default!r})" if option.help else f"default {default!r}"
+            if isinstance(default, bool):
+                group.add_argument(f"--no-{flag}" if default else f"--{flag}", dest=option.key,
+                                   action="store_false" if default else "store_true", default=None,
+                                   help=text)
+            else:
+                group.add_argument(f"--{flag}", dest=option.key, type=type(default), default=None,
+                                   metavar=option.key.upper(), help=text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", metavar="TEACHER",
                         help="teacher: run folder or checkpoint (dfkd or asteroid), .onnx or "
                              "TorchScript file, or a folder of its enhanced files for the corpus")
-    parser.add_argument("--method", choices=tuple(KD_METHODS),
-                        help="KD method (default dfkd)")
+    parser.add_argument("--method",
+                        help=f"KD method: {', '.join(KD_METHODS)} (default dfkd), or a loss registered "
+                             "with dfkd.register_kd_loss by a --plugin module")
+    parser.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                        help="import this Python module first (it may call dfkd.register_kd_loss; "
+                             "repeatable; pass it again when resuming)")
     parser.add_argument("--kd-weight", type=float, metavar="LAMBDA",
                         help="lambda (default per method: dfkd 1, spectral 10, sisnr 0.1, ...)")
-    parser.add_argument("--adapter", help="dfkd crossover rule: cummax-slope (default), "
-                                          "energy-rolloff:Q, fixed:HZ")
-    parser.add_argument("--beta", type=float, help="dfkd high-band cosine weight (default 0.5)")
-    parser.add_argument("--crossover", choices=("inclusive", "exclusive"),
-                        help="whether the crossover bin belongs to both bands (default inclusive)")
-    parser.add_argument("--no-polarity-fix", action="store_true",
-                        help="do not flip the teacher to agree in sign with the clean target")
-    parser.add_argument("--scale-fix", action="store_true",
-                        help="output/spectral/subband/dfkd: bring the teacher to the clean target's "
-                             "scale first (its least-squares gain; includes the polarity fix)")
+    _add_kd_option_flags(parser)
     parser.add_argument("--cache-teacher", action="store_true", default=None,
                         help="compute teacher outputs once and reuse them (fixed training sets)")
     parser.add_argument("--cache-dir", help="teacher cache folder (default: under the data root)")
@@ -77,6 +103,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", help="the student's architecture (default: the teacher's; "
                                        "required for an ONNX, TorchScript or folder teacher)")
     add_common_arguments(parser)
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import the ``--plugin`` modules (where user KD losses register themselves)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - any failure of user code is one clear line
+            raise DfkdError(f"--plugin {name}: cannot import it ({type(err).__name__}: {err})") from None
 
 
 def _teacher_defaults(teacher: str) -> dict:
@@ -105,14 +142,14 @@ def _teacher_defaults(teacher: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ..training.run import run_training
 
+    import_plugins(args.plugin)
+    if args.method is not None and args.method not in KD_METHODS:
+        raise DfkdError(f"unknown KD method {args.method!r}; choose one of {', '.join(KD_METHODS)} "
+                        "(or register it with dfkd.register_kd_loss in a --plugin module)")
     defaults = {"model.preset": "tiny", "kd.method": "dfkd"}
     if args.teacher and not args.resume:
         defaults = student_defaults(args.teacher, args.arch)
-    config = resolve_config(args, {**COMMON_FLAGS, **DISTILL_FLAGS}, defaults)
-    if args.no_polarity_fix:
-        config.kd.polarity_fix = False
-    if args.scale_fix:
-        config.kd.scale_fix = True
+    config = resolve_config(args, {**COMMON_FLAGS, **DISTILL_FLAGS, **kd_option_flags()}, defaults)
     if not config.kd.teacher:
         raise DfkdError("dfkd distill needs --teacher RUN_OR_CHECKPOINT")
     out = run_training(config, args.out, resume=args.resume)

@@ -11,6 +11,8 @@ Every method compares the student's enhanced waveform with the frozen teacher's 
   Kim & Choi, arXiv 2509.15922).
 - ``subband``: K equal-width bands, a normalised magnitude MSE each (after Hao, Wen, Wang, Ling & Li,
   "Sub-Band Knowledge Distillation Framework for Speech Enhancement", Interspeech 2020).
+- ``dispatch``: DISPatch (Kim & Choi, arXiv 2509.15922): the KD loss of a base (``spectral`` or
+  ``dfkd``) only on the spectrogram patches where the teacher beats the student most.
 - ``dfkd``: Dynamic Frequency-Adaptive KD (Yuan et al., arXiv 2502.04711, 2025) in the public
   formulation of the DISPatch baseline: a :class:`~dfkd.distill.adapter.FrequencyAdapter` splits each frame
   at a crossover bin; modified cosine loss on the low band, ``beta``-weighted cosine + magnitude MSE
@@ -26,6 +28,7 @@ one :class:`KDLoss` subclass here, listed in :data:`KD_METHODS` (its default lam
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -33,7 +36,9 @@ import torch
 from ..errors import DfkdError
 from ..losses import neg_si_snr
 from .adapter import FrequencyAdapter
-from .bands import EPS, SILENCE_DB, _band_losses_frames_last, dfkd_band_losses  # noqa: F401
+from .bands import EPS, SILENCE_DB, _band_losses_frames_last, dfkd_band_losses, patched_band_losses  # noqa: F401
+from .dispatch import BASES, dispatch_loss
+from .patches import parse_patch_heights, dispatch_patch_ids
 from .spectra import HOP, N_FFT, magnitude, power, stft_frames
 
 
@@ -68,6 +73,12 @@ class KDLoss:
 
     name = "base"
     needs_teacher = True
+    # The one declaration of a method's options: the constructor's keyword arguments (name,
+    # default, type), plus, where they differ, the ``kd.*`` config key of an option (also the
+    # `dfkd distill` flag, ``--output-norm``) and a help line. The train config's keys, the grid's
+    # option names and the CLI flags all derive from these (``kd_options``).
+    config_keys: dict[str, str] = {}
+    option_help: dict[str, str] = {}
 
     def __init__(self, weight: float) -> None:
         self.weight = float(weight)
@@ -75,6 +86,11 @@ class KDLoss:
     def options(self) -> dict[str, Any]:
         """The options this loss was built with (for the resolved run config)."""
         return {}
+
+    @classmethod
+    def default_weight(cls, options: dict[str, Any]) -> float | None:
+        """The default lambda for these options, or None for :data:`DEFAULT_WEIGHTS`'s entry."""
+        return None
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
@@ -135,6 +151,12 @@ class OutputKD(KDLoss):
     """``output``: L1 or MSE between student and (polarity- or scale-fixed) teacher waveforms."""
 
     name = "output"
+    config_keys = {"norm": "output_norm"}
+    option_help = {"norm": "output: l1 | mse between student and teacher waveforms",
+                   "polarity_fix": "dfkd, dispatch, output: flip the teacher per clip to agree in sign "
+                                   "with the clean target",
+                   "scale_fix": "bring the teacher to the clean target's scale first (least-squares "
+                                "gain per clip; includes the polarity fix)"}
 
     def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True,
                  scale_fix: bool = False) -> None:
@@ -191,6 +213,8 @@ class SubbandKD(KDLoss):
     """
 
     name = "subband"
+    config_keys = {"bands": "subband_bands"}
+    option_help = {"bands": "subband: number of equal-width bands"}
 
     def __init__(self, weight: float, bands: int = 4, scale_fix: bool = False) -> None:
         super().__init__(weight)
@@ -221,7 +245,8 @@ class DfkdKD(KDLoss):
 
     Args:
         weight: lambda (default 1).
-        adapter: the adapter rule, ``cummax-slope`` | ``energy-rolloff:q`` | ``fixed:HZ``.
+        adapter: the adapter rule, ``cummax-slope[:MIN_HZ]`` | ``cummax-slope-db[:FLOOR_DB]`` |
+            ``cummax-slope-smooth[:BINS]`` | ``energy-rolloff:q`` | ``fixed:HZ`` (adapter.py).
         crossover: ``inclusive`` (the crossover bin is in both bands) or ``exclusive``.
         beta: weight of the high band's cosine term against its magnitude MSE (default 0.5).
         silence_db: frames whose teacher band energy lies this far below the utterance's loudest
@@ -230,9 +255,20 @@ class DfkdKD(KDLoss):
         scale_fix: bring the teacher to the clean target's scale first (:func:`fix_scale`; it
             includes the polarity fix); the high band's magnitude term then compares levels that
             do not depend on the teacher's arbitrary SI-SNR gain.
+        cosine_bins: the cosine terms per patch of bins inside each band, ``LOW/HIGH`` heights
+            (or one height for both), as the public re-implementation used by DISPatch (Kim & Choi,
+            arXiv 2509.15922) computes them; empty (default): over the whole band, as method.md.
     """
 
     name = "dfkd"
+    option_help = {
+        "adapter": "dfkd, dispatch crossover rule: cummax-slope[:MIN_HZ] | cummax-slope-db[:MIN_HZ] | "
+                   "cummax-slope-smooth[:BINS] | energy-rolloff:Q | fixed:HZ",
+        "crossover": "dfkd: inclusive (crossover bin in both bands) | exclusive (low band only)",
+        "beta": "dfkd, dispatch: high band = beta * cosine term + (1 - beta) * magnitude MSE",
+        "silence_db": "dfkd, dispatch: frames (patches) this far below the loudest frame are silent",
+        "cosine_bins": "dfkd: cosine terms per patch of LOW/HIGH bins in each band; empty: whole band",
+    }
 
     def __init__(
         self,
@@ -243,10 +279,13 @@ class DfkdKD(KDLoss):
         silence_db: float = SILENCE_DB,
         polarity_fix: bool = True,
         scale_fix: bool = False,
+        cosine_bins: str = "",
     ) -> None:
         super().__init__(weight)
         if not 0.0 <= float(beta) <= 1.0:
             raise DfkdError(f"dfkd: beta must be in [0, 1], not {beta}")
+        self.cosine_bins = (parse_patch_heights(cosine_bins, "dfkd: cosine_bins")
+                            if str(cosine_bins or "").strip() else None)
         self.adapter = FrequencyAdapter(adapter, crossover=crossover, n_fft=N_FFT)
         self.beta = float(beta)
         self.silence_db = float(silence_db)
@@ -261,6 +300,7 @@ class DfkdKD(KDLoss):
             "silence_db": self.silence_db,
             "polarity_fix": self.polarity_fix,
             "scale_fix": self.scale_fix,
+            "cosine_bins": "" if self.cosine_bins is None else str(self.cosine_bins),
         }
 
     def compute(self, student, teacher, clean) -> KDOutput:
@@ -268,6 +308,11 @@ class DfkdKD(KDLoss):
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
+        if self.cosine_bins is not None:
+            low, high, active = patched_band_losses(
+                teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
+                self.beta, self.silence_db, self.cosine_bins.low, self.cosine_bins.high)
+            return KDOutput(low + high, {"low": low.detach(), "high": high.detach()}, crossover[active])
         low, high, active = _band_losses_frames_last(
             teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
             self.beta, self.silence_db, teacher_power,
@@ -276,9 +321,110 @@ class DfkdKD(KDLoss):
         return KDOutput(low + high, parts, crossover[active])
 
 
+class DispatchKD(KDLoss):
+    """``dispatch``: DISPatch (Kim & Choi, arXiv 2509.15922, ICASSP 2026) on a base loss.
+
+    The KD loss reaches only the top ``top_k`` of the valid spectrogram patches by knowledge-gap
+    score (student's patch error to the clean target minus the teacher's), normalised by the
+    number kept (:mod:`dfkd.distill.dispatch`).
+
+    Args:
+        weight: lambda (default 10 for ``base=spectral``, 1 for ``base=dfkd``: the base's own).
+        base: ``spectral`` (magnitude MSE per patch, DISPatch on "conventional KD") or ``dfkd``
+            (DFKD's band losses per patch).
+        top_k: fraction of each utterance's valid patches that get the KD loss (paper: 0.8).
+        patch_bins: patch heights in bins, ``LOW/HIGH`` below/above the DFKD crossover (multi-
+            scale selective patches, MSSP; paper: ``10/40``), or one height (``20``: a uniform
+            grid without MSSP; ``base=dfkd`` still splits the bands at the crossover).
+        patch_frames: patch width in STFT frames (8 ms each). The paper's width is not known to
+            this project: 20 frames (160 ms) is our choice.
+        adapter: the crossover rule for MSSP and for ``base=dfkd`` (see ``dfkd``).
+        beta: ``base=dfkd``: weight of the high band's cosine against its magnitude MSE.
+        silence_db: patches whose teacher power per cell lies this far below the loudest frame's
+            (power per bin) are not valid.
+        polarity_fix: ``base=dfkd``: flip the teacher to agree in sign with the target first.
+        scale_fix: bring the teacher to the target's scale first (:func:`fix_scale`).
+    """
+
+    name = "dispatch"
+    config_keys = {"base": "dispatch_base", "top_k": "dispatch_top_k", "patch_bins": "dispatch_patch_bins",
+                   "patch_frames": "dispatch_patch_frames"}
+    option_help = {
+        "base": "dispatch: the patch loss, spectral | dfkd",
+        "top_k": "dispatch: fraction of the valid patches (by knowledge gap) that get the KD loss",
+        "patch_bins": "dispatch: patch heights LOW/HIGH below/above the crossover (MSSP), or one height",
+        "patch_frames": "dispatch: patch width in STFT frames (8 ms)",
+    }
+
+    @classmethod
+    def default_weight(cls, options: dict[str, Any]) -> float | None:
+        # the base's own lambda: the patch losses have the scale of the base's loss
+        return DEFAULT_WEIGHTS[str(options.get("base") or "spectral")] if options.get("base") in BASES else None
+
+    def __init__(
+        self,
+        weight: float,
+        base: str = "spectral",
+        top_k: float = 0.8,
+        patch_bins: str = "10/40",
+        patch_frames: int = 20,
+        adapter: str = "cummax-slope",
+        beta: float = 0.5,
+        silence_db: float = SILENCE_DB,
+        polarity_fix: bool = True,
+        scale_fix: bool = False,
+    ) -> None:
+        super().__init__(weight)
+        if base not in BASES:
+            raise DfkdError(f"dispatch: base must be one of {', '.join(BASES)}, not {base!r}")
+        if not 0.0 < float(top_k) <= 1.0:
+            raise DfkdError(f"dispatch: top_k must be in (0, 1], not {top_k}")
+        if isinstance(patch_frames, bool) or int(patch_frames) != patch_frames or int(patch_frames) < 1:
+            raise DfkdError(f"dispatch: patch_frames must be a positive integer, not {patch_frames!r}")
+        if not 0.0 <= float(beta) <= 1.0:
+            raise DfkdError(f"dispatch: beta must be in [0, 1], not {beta}")
+        self.base = base
+        self.top_k = float(top_k)
+        self.heights = parse_patch_heights(patch_bins, "dispatch: patch_bins")
+        self.patch_frames = int(patch_frames)
+        self.adapter = FrequencyAdapter(adapter, crossover="exclusive", n_fft=N_FFT)
+        self.beta = float(beta)
+        self.silence_db = float(silence_db)
+        self.polarity_fix = bool(polarity_fix)
+        self.scale_fix = bool(scale_fix)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "base": self.base, "top_k": self.top_k, "patch_bins": str(self.heights),
+            "patch_frames": self.patch_frames, "adapter": str(self.adapter.rule), "beta": self.beta,
+            "silence_db": self.silence_db, "polarity_fix": self.polarity_fix, "scale_fix": self.scale_fix,
+        }
+
+    def compute(self, student, teacher, clean) -> KDOutput:
+        if clean is None:
+            raise ValueError("dispatch scores patches against the clean target; pass clean=")
+        polarity = self.polarity_fix and self.base == "dfkd"
+        teacher = _reference_teacher(teacher, clean, polarity, self.scale_fix)
+        t, s, y = stft_frames(teacher), stft_frames(student), stft_frames(clean)
+        batch, n_frames, n_bins = t.shape[:3]
+        needs_split = self.base == "dfkd" or self.heights.follows_crossover
+        crossover = self.adapter.crossover_bins(power(t).sqrt(), freq_dim=-1) if needs_split else None
+        heights = self.heights
+        if self.base == "dfkd" and not heights.follows_crossover:
+            heights = type(heights)(heights.low, heights.high, True)
+        ids, n_patches, is_high = dispatch_patch_ids(
+            n_frames, n_bins, heights, self.patch_frames, crossover, batch, t.device)
+        loss, parts = dispatch_loss(t, s, y, ids, n_patches, is_high, self.base, self.top_k,
+                                    self.beta, self.silence_db)
+        return KDOutput(loss, parts)
+
+
 KD_METHODS: dict[str, type[KDLoss]] = {
-    cls.name: cls for cls in (NoKD, OutputKD, SiSnrKD, SpectralKD, SubbandKD, DfkdKD)
+    cls.name: cls for cls in (NoKD, OutputKD, SiSnrKD, SpectralKD, SubbandKD, DfkdKD, DispatchKD)
 }
+# The methods of the package itself: their options are the train config's ``kd.*`` keys (a loss
+# registered later keeps its options at their defaults, register_kd_loss).
+BUILTIN_METHODS: tuple[str, ...] = tuple(KD_METHODS)
 
 # lambda per method (method.md, "Decisions that follow"; inputs RMS-normalised to ~0.1): dfkd 1,
 # spectral 10, sisnr 0.1 as given there. `output` and `subband` are not given: they are set so that
@@ -293,6 +439,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "spectral": 10.0,
     "subband": 0.3,
     "dfkd": 1.0,
+    "dispatch": 10.0,  # base spectral; base dfkd: 1 (see default_kd_weight)
 }
 
 
@@ -322,11 +469,45 @@ def register_kd_loss(cls: type[KDLoss], default_weight: float = 1.0, replace: bo
     return cls
 
 
+@dataclass(frozen=True)
+class KDOption:
+    """One option of a KD method, as its class declares it (see :attr:`KDLoss.config_keys`).
+
+    Attributes:
+        option: the constructor's keyword (the grid's option name, ``norm``).
+        key: the ``kd.*`` config key and, with dashes, the `dfkd distill` flag (``output_norm``).
+        default: the constructor's default (its type is the option's type).
+        help: one line for the config comment and ``--help``.
+    """
+
+    option: str
+    key: str
+    default: Any
+    help: str = ""
+
+
+def _help_for(option: str) -> str:
+    # help lines are shared: a method may lean on another's (polarity_fix is declared once)
+    for cls in KD_METHODS.values():
+        if option in cls.option_help:
+            return cls.option_help[option]
+    return ""
+
+
+def kd_options(method: str) -> list[KDOption]:
+    """The options of ``method`` besides ``weight``, from its class's constructor and declarations."""
+    cls = _method_class(method)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [KDOption(p.name, cls.config_keys.get(p.name, p.name),
+                     None if p.default is inspect.Parameter.empty else p.default,
+                     cls.option_help.get(p.name) or _help_for(p.name))
+            for p in params
+            if p.name != "weight" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def kd_option_names(method: str) -> list[str]:
     """Keyword options a method accepts besides ``weight``."""
-    cls = _method_class(method)
-    params = inspect.signature(cls.__init__).parameters
-    return [name for name in params if name not in ("self", "weight")]
+    return [o.option for o in kd_options(method)]
 
 
 def _method_class(method: str) -> type[KDLoss]:
@@ -335,13 +516,21 @@ def _method_class(method: str) -> type[KDLoss]:
     return KD_METHODS[method]
 
 
+def default_kd_weight(method: str, options: dict[str, Any] | None = None) -> float:
+    """The lambda of ``method`` with ``options`` when none is given (``dispatch``: its base's)."""
+    chosen = _method_class(method).default_weight(dict(options or {}))
+    return float(DEFAULT_WEIGHTS[method] if chosen is None else chosen)
+
+
 def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KDLoss:
     """Build the KD loss ``method`` with lambda ``weight`` (default :data:`DEFAULT_WEIGHTS`).
 
     Options (``None`` values are ignored, so CLI flags left unset fall back to the defaults):
     ``output``: ``norm`` (l1|mse), ``polarity_fix``, ``scale_fix``; ``spectral``: ``scale_fix``;
     ``subband``: ``bands``, ``scale_fix``; ``dfkd``: ``adapter``, ``crossover``, ``beta``,
-    ``silence_db``, ``polarity_fix``, ``scale_fix``.
+    ``silence_db``, ``polarity_fix``, ``scale_fix``, ``cosine_bins``; ``dispatch``: ``base``,
+    ``top_k``, ``patch_bins``, ``patch_frames``, ``adapter``, ``beta``, ``silence_db``,
+    ``polarity_fix``, ``scale_fix`` (:func:`kd_options` lists them from the classes).
     """
     cls = _method_class(method)
     options = {k: v for k, v in options.items() if v is not None}
@@ -352,7 +541,7 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
             f"KD method {method!r} has no option(s) {', '.join(sorted(unknown))} (accepted: {accepted})"
         )
     if weight is None:
-        weight = DEFAULT_WEIGHTS[method]
+        weight = default_kd_weight(method, options)
     if float(weight) < 0:
         raise DfkdError(f"the KD weight (lambda) must be >= 0, not {weight}")
     return cls(float(weight), **options)
@@ -360,15 +549,19 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "BUILTIN_METHODS",
     "HOP",
+    "KDOption",
     "KD_METHODS",
     "KDLoss",
     "KDOutput",
     "N_FFT",
+    "default_kd_weight",
     "dfkd_band_losses",
     "fix_polarity",
     "fix_scale",
     "kd_option_names",
+    "kd_options",
     "make_kd_loss",
     "register_kd_loss",
 ]

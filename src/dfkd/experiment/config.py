@@ -20,12 +20,17 @@ from ..errors import DfkdError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Trainer keys the grid sets per run: the `train:` section may not change them, or one method
-# could get other steps, data or seeds than another.
-GRID_KEYS = frozenset({
-    "model.arch", "model.preset", "kd.method", "kd.teacher", "kd.weight", "kd.adapter",
-    "kd.crossover", "kd.beta", "kd.silence_db", "kd.polarity_fix", "kd.scale_fix", "kd.output_norm",
-    "kd.subband_bands", "steps", "batch_size", "seed", "data.root",
-})
+# could get other steps, data or seeds than another. Every KD option's key is one of them (the
+# method classes declare them, dfkd.training.config.KD_OPTION_DEFAULTS).
+def _grid_keys() -> frozenset[str]:
+    from ..training.config import KD_OPTION_DEFAULTS
+
+    fixed = {"model.arch", "model.preset", "kd.method", "kd.teacher", "kd.weight", "steps",
+             "batch_size", "seed", "data.root"}
+    return frozenset(fixed | {f"kd.{key}" for key in KD_OPTION_DEFAULTS})
+
+
+GRID_KEYS = _grid_keys()
 
 
 def flat_options(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -236,9 +236,11 @@ def teacher_checkpoint(teacher: Cell) -> Path:
 
 
 def default_weight(variant: Variant) -> float:
-    from ..distill.methods import DEFAULT_WEIGHTS
+    from ..distill.methods import default_kd_weight
 
-    return variant.kd_weight if variant.kd_weight is not None else DEFAULT_WEIGHTS[variant.method]
+    if variant.kd_weight is not None:
+        return variant.kd_weight
+    return default_kd_weight(variant.method, variant.options)
 
 
 def student_cell(config: ExperimentConfig, arch: str, variant: Variant, kd_weight: float, seed: int,

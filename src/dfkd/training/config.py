@@ -58,38 +58,58 @@ class OptimConfig:
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
 
 
-# The ``kd.*`` config keys of each KD method -> the option names of dfkd.distill.make_kd_loss
-# (the one table between the two spellings; the experiment grid's cells use the option names).
-KD_OPTION_KEYS: dict[str, dict[str, str]] = {
-    "output": {"output_norm": "norm", "polarity_fix": "polarity_fix", "scale_fix": "scale_fix"},
-    "spectral": {"scale_fix": "scale_fix"},
-    "subband": {"subband_bands": "bands", "scale_fix": "scale_fix"},
-    "dfkd": {
-        "adapter": "adapter", "crossover": "crossover", "beta": "beta",
-        "silence_db": "silence_db", "polarity_fix": "polarity_fix", "scale_fix": "scale_fix",
-    },
-}
+def _kd_option_fields() -> dict[str, Any]:
+    """``kd.*`` key -> default of every option of the package's KD methods (from their classes).
+
+    A key shared by several methods (``scale_fix``, ``adapter``...) is one config key, so its
+    default must agree between them: checked here, at import.
+    """
+    from ..distill.methods import BUILTIN_METHODS, kd_options
+
+    defaults: dict[str, Any] = {}
+    for method in sorted(BUILTIN_METHODS, key=lambda m: m != "dfkd"):  # dfkd's keys first, as before
+        for option in kd_options(method):
+            if option.key in defaults and defaults[option.key] != option.default:
+                raise TypeError(f"kd.{option.key}: {method} declares the default {option.default!r}, "
+                                f"another method {defaults[option.key]!r}")
+            defaults.setdefault(option.key, option.default)
+    return defaults
 
 
-@dataclass
-class KDConfig:
-    """Knowledge distillation: the teacher, the method and its options (see dfkd.distill.methods)."""
+def _kd_option_keys() -> dict[str, dict[str, str]]:
+    from ..distill.methods import BUILTIN_METHODS, kd_options
 
-    method: str = "none"  # none | output | sisnr | spectral | subband | dfkd
-    teacher: str | None = None  # teacher run folder or checkpoint (dfkd or asteroid format)
-    weight: float | None = None  # lambda; None: the method's default (dfkd 1, spectral 10, ...)
-    adapter: str = "cummax-slope"  # dfkd: cummax-slope | energy-rolloff:Q | fixed:HZ
-    crossover: str = "inclusive"  # dfkd: inclusive | exclusive
-    beta: float = 0.5  # dfkd: high band cosine vs magnitude weight
-    silence_db: float = -60.0  # dfkd: band energy below this (re loudest frame) is silence
-    polarity_fix: bool = True  # dfkd/output: flip the teacher to agree in sign with the target
-    scale_fix: bool = False  # output/spectral/subband/dfkd: teacher at the target's scale first
-    output_norm: str = "l1"  # output: l1 | mse
-    subband_bands: int = 4  # subband: number of equal-width bands
-    cache_teacher: bool = False  # store whole-utterance teacher outputs on disk and reuse them
-    cache_dir: str | None = None  # default: <data root>/.dfkd_teacher_cache, else ~/.cache/dfkd
-    two_step: float = 0.0  # fraction of steps on the KD term alone first (Kegler et al. 2024); 0: off
-    two_step_then: str = "task+kd"  # what the second step trains on: task | task+kd
+    table = {m: {o.key: o.option for o in kd_options(m)} for m in BUILTIN_METHODS}
+    return {m: keys for m, keys in table.items() if keys}
+
+
+# The ``kd.*`` config keys of each KD method -> the option names of dfkd.distill.make_kd_loss,
+# derived from the method classes (KDLoss.config_keys): the grid's cells use the option names.
+KD_OPTION_KEYS: dict[str, dict[str, str]] = _kd_option_keys()
+KD_OPTION_DEFAULTS: dict[str, Any] = _kd_option_fields()
+
+
+def _kd_config_class() -> type:
+    """:class:`KDConfig`: the teacher, the method, lambda, every method option, the cache."""
+    fields: list[tuple[str, Any, Any]] = [
+        ("method", str, field(default="none")),  # none | output | sisnr | spectral | ... | dispatch
+        ("teacher", str | None, field(default=None)),  # teacher run folder or checkpoint
+        ("weight", float | None, field(default=None)),  # lambda; None: the method's default
+    ]
+    fields += [(key, type(default), field(default=default)) for key, default in KD_OPTION_DEFAULTS.items()]
+    fields += [
+        ("cache_teacher", bool, field(default=False)),  # store whole-utterance teacher outputs, reuse them
+        ("cache_dir", str | None, field(default=None)),  # default: <data root>/.dfkd_teacher_cache
+        # the two-step schedule (Kegler et al. 2024; dfkd.training.schedule): any KD method
+        ("two_step", float, field(default=0.0)),  # fraction of steps on the KD term alone first; 0: off
+        ("two_step_then", str, field(default="task+kd")),  # what step two trains on: task | task+kd
+    ]
+    doc = ("Knowledge distillation: the teacher, the method and its options (the option keys come "
+           "from the method classes of dfkd.distill.methods; configs/train.yaml comments each).")
+    return dataclasses.make_dataclass("KDConfig", fields, namespace={"__doc__": doc, "__module__": __name__})
+
+
+KDConfig = _kd_config_class()
 
 
 @dataclass
