@@ -22,14 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DfkdError
-from .conv_tasnet import ConvTasNet
 
 
 class ConvTasNetStep(nn.Module):
     """One streaming step of a causal :class:`ConvTasNet` (shares its modules and weights).
 
     Args:
-        model: a Conv-TasNet built with ``causal=True`` whose window ``L`` is a multiple of its
+        model: a :class:`~dfkd.models.conv_tasnet.ConvTasNet` built with ``causal=True`` whose window ``L`` is a multiple of its
             hop ``S`` (every preset: ``S = L / 2``).
 
     Attributes:
@@ -39,7 +38,7 @@ class ConvTasNetStep(nn.Module):
         state_names: names of the state tensors, in the order ``forward`` takes and returns them.
     """
 
-    def __init__(self, model: ConvTasNet) -> None:
+    def __init__(self, model: nn.Module) -> None:  # a conv_tasnet.ConvTasNet (no import: cycle)
         super().__init__()
         if not getattr(model, "causal", False):
             raise DfkdError("convtasnet: only a causal model (preset *-causal, causal=True) "

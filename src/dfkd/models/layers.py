@@ -80,9 +80,12 @@ class CumulativeLayerNorm(nn.Module):
         # E[x^2] - E[x]^2 can come out a rounding error below zero on a constant input
         var = (power / count - mean * mean).clamp_min(0.0)
         normed = (x - mean) / torch.sqrt(var + self.eps)
-        return normed * self.gamma[:, None] + self.beta[:, None]
+        # per-channel affine on (batch, channels, ..., time): the export runs the TCN on 4-D
+        # (batch, channels, 1, time) tensors (dfkd.deploy.rewrite.RunAs2d)
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return normed * self.gamma.reshape(shape) + self.beta.reshape(shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, [1,] time)
         channels, frames = x.shape[1], x.shape[-1]
         total = torch.cumsum(x.sum(1, keepdim=True), dim=-1)
         power = torch.cumsum((x * x).sum(1, keepdim=True), dim=-1)
