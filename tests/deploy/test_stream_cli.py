@@ -82,3 +82,18 @@ def test_bench_stream_reports_per_hop_time_rtf_and_latency(capsys, tmp_path):
         assert row["rtf"] == pytest.approx(row["per_hop_ms"] / 0.5)
         assert 0 < row["per_hop_ms"] < 50
     assert "| convtasnet/mini-causal | onnxruntime | 1 | 0.5 |" in capsys.readouterr().out
+
+
+def test_stream_file_keeps_rate_channels_and_subtype(causal, tmp_path):
+    ckpt, model = causal
+    signal = (np.random.default_rng(4).standard_normal((2, 3000)) * 0.2).astype(np.float32)
+    src, dst = tmp_path / "st.wav", tmp_path / "st_out.wav"
+    sf.write(src, signal.T, 16000, subtype="PCM_16")
+    assert cli.main(["enhance", str(ckpt), str(src), "--out", str(dst), "--stream"]) == 0
+    info = sf.info(str(dst))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 2, 3000, "PCM_16")
+    out, _ = sf.read(dst, dtype="float32", always_2d=True)
+    read, _ = sf.read(src, dtype="float32", always_2d=True)
+    for channel in range(2):  # every channel from a fresh state: its own offline output
+        want = _offline(model, np.ascontiguousarray(read[:, channel]))
+        assert np.abs(out[:, channel] - want).max() <= 1 / 32768 + 1e-6

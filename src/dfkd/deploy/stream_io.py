@@ -43,7 +43,7 @@ def load_step(path: str | os.PathLike, threads: int | None = None) -> Step:
 
 def stream_file(streamer: Streamer, src: str | os.PathLike, dst: str | os.PathLike) -> int:
     """Enhance one audio file hop by hop (every channel from a fresh state, resampled to the
-    model's rate and back); the output keeps the input's length, rate and channels. Returns the
+    model's rate and back); the output keeps the input's length, rate, channels and subtype. Returns the
     number of hops run."""
     from ..audio import resample, read_audio, write_audio
 
@@ -55,8 +55,10 @@ def stream_file(streamer: Streamer, src: str | os.PathLike, dst: str | os.PathLi
     enhanced = np.stack([streamer.process(channel) for channel in noisy])
     if rate != model_rate:
         enhanced = resample(enhanced, model_rate, rate)[:, : audio.shape[1]]
-    write_audio(dst, enhanced, rate, subtype="FLOAT" if Path(dst).suffix.lower() != ".flac"
-                else "PCM_24")
+    import soundfile as sf
+
+    # the input's own subtype (16/24-bit PCM, float), as the chunked `dfkd enhance` keeps it
+    write_audio(dst, enhanced, rate, subtype=sf.info(str(src)).subtype)
     return noisy.shape[1] // streamer.hop * noisy.shape[0]
 
 
