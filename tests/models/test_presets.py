@@ -85,12 +85,17 @@ def test_models_command_prints_convtasnet_table(capsys, tmp_path):
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("|")]
     assert lines[0].split("|")[1:-1] == [
-        " architecture ", " preset  ", "    params ", "   MACs/s ", "    RTF "
+        " architecture ", " preset         ", "    params ", "   MACs/s ", "  latency ",
+        "    RTF "
     ]
-    rows = {cells[1].strip(): [c.strip() for c in cells[2:5]]
+    rows = {cells[1].strip(): [c.strip() for c in cells[2:6]]
             for cells in (line.split("|")[1:-1] for line in lines[2:])}
-    assert list(rows) == list(models.PRESETS)
-    assert rows["paper"] == ["4,984,497", "9.67 G", "-"]
+    assert list(rows) == list(models.PRESETS) + list(models.CAUSAL_PRESETS)
+    assert rows["paper"] == ["4,984,497", "9.67 G", "-", "-"]
+    # causal twins: the same sizes; latency = the encoder window L (16 or 32 samples at 16 kHz)
+    assert rows["student-causal"] == ["434,657", "823 M", "1 ms", "-"]
+    assert rows["tiny-causal"] == ["55,919", "50.4 M", "2 ms", "-"]
+    assert rows["micro-causal"][2] == "2 ms" and rows["mini-causal"][2] == "1 ms"
     assert {line.split("|")[1].strip() for line in lines[2:]} == {"convtasnet"}
     assert len({len(line) for line in lines}) == 1  # aligned columns
     written = json.loads(out_json.read_text())
@@ -107,7 +112,7 @@ def test_models_command_times_and_filters(capsys):
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("| convtasnet")]
     assert len(rows) == 1
-    rtf = float(rows[0].split("|")[5])
+    rtf = float(rows[0].split("|")[6])
     assert 0 < rtf < 1  # 7.7 k parameters run far faster than real time
     assert "1 thread" in out
 

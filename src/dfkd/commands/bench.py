@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of timing to aim for (default 60)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--stream", action="store_true",
+                        help="time causal models hop by hop (PyTorch and ONNX Runtime streaming "
+                             "graph): per-hop compute time, real-time factor, latency")
 
 
 def _models(args: argparse.Namespace):
@@ -94,7 +97,56 @@ def _label(path: Path) -> str:
     return path.name
 
 
+def _run_stream(args: argparse.Namespace) -> int:
+    """``--stream``: every causal model, PyTorch and ORT streaming, on one thread each."""
+    import tempfile
+
+    from ..deploy.stream import OnnxStep, TorchStep, export_streaming
+    from ..deploy.stream_io import time_stream
+    from ..models import build
+    from ..checkpoint import load_model
+
+    threads = [int(t) for t in args.threads.split(",") if t.strip().isdigit()] or [1]
+    if args.arch:
+        named = [(f"{args.arch}/{p.strip()}", build(args.arch, p.strip()))
+                 for p in args.presets.split(",") if p.strip()]
+    else:
+        named = [(_label(Path(c)), load_model(c)) for c in args.checkpoints]
+    if not named:
+        raise DfkdError("--stream: name checkpoints or --arch with --presets (causal ones, "
+                        "e.g. --arch convtasnet --presets tiny-causal,student-causal)")
+    rows = []
+    print("| model | engine | threads | hop ms | per-hop ms | RTF | latency ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, model in named:
+            torch_step = TorchStep(model)
+            path = export_streaming(model, Path(tmp) / "stream.onnx")
+            for count in threads:
+                import torch
+
+                torch.set_num_threads(count)
+                for engine, step in (("pytorch", torch_step),
+                                     ("onnxruntime", OnnxStep(path, threads=count))):
+                    row = dict(model=label, engine=engine, threads=count,
+                               **time_stream(step, seconds=min(args.seconds, 2.0),
+                                             rounds=args.rounds or 3))
+                    rows.append(row)
+                    print(f"| {label} | {engine} | {count} | {row['hop_ms']:g} | "
+                          f"{row['per_hop_ms']:.3f} | {row['rtf']:.3f} | "
+                          f"{row['latency_ms']:g} |", flush=True)
+    print("RTF = compute time per hop / hop duration (below 1: keeps up with real time); "
+          "latency: the model's algorithmic latency (compute time per hop comes on top).")
+    if args.json:
+        from ..files import write_json
+
+        write_json(args.json, {"stream": rows})
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.stream:
+        return _run_stream(args)
     from ..deploy.bench import ENGINES, benchmark, format_table, thread_counts
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (without it, an existing output is an error)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--stream", action="store_true",
+                        help="run a causal model hop by hop with its state (a causal checkpoint or "
+                             "an .onnx from dfkd export --streaming); INPUT one file, or '-' with "
+                             "--out - for raw samples on standard input/output")
+    parser.add_argument("--raw-format", default="float32", choices=("float32", "int16"),
+                        help="sample format of '-' pipes with --stream: mono 16 kHz, "
+                             "little-endian, no header (default float32)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.enhance import enhance_paths
     from ..deploy.streaming import Chunking
 
+    if args.stream:
+        return _run_stream(args)
     chunking = Chunking(args.chunk_seconds, args.overlap_seconds)
     backend = load_backend(args.checkpoint, device=args.device, threads=args.threads)
     summary = enhance_paths(backend, args.input, args.out, chunking, mono=args.mono,
@@ -55,3 +64,32 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in summary.failed.items():
         print(f"  failed: {reason}", file=sys.stderr)
     return 1 if summary.failed or summary.existing else 0
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    """``--stream``: one file, or a raw pipe from standard input to standard output."""
+    from pathlib import Path
+
+    from ..deploy.stream import Streamer
+    from ..deploy.stream_io import load_step, stdio, stream_file, stream_pipe
+    from ..errors import DfkdError
+
+    if (args.input == "-") != (args.out == "-"):
+        raise DfkdError("--stream: INPUT '-' (standard input) goes with --out - (standard output)")
+    streamer = Streamer(load_step(args.checkpoint, threads=args.threads))
+    if args.input == "-":
+        source, sink = stdio()
+        written = stream_pipe(streamer, source, sink, args.raw_format)
+        print(f"dfkd enhance --stream: {written} samples, {streamer.delay} samples behind the "
+              f"input until the end, algorithmic latency {streamer.latency_ms:g} ms",
+              file=sys.stderr)
+        return 0
+    src, dst = Path(args.input), Path(args.out)
+    if src.is_dir():
+        raise DfkdError(f"{src}: --stream takes one audio file (or '-'), not a folder")
+    if dst.exists() and not args.overwrite:
+        raise DfkdError(f"{dst}: exists (--overwrite replaces it)")
+    hops = stream_file(streamer, src, dst)
+    print(f"dfkd enhance --stream: {hops} hops of {streamer.hop} samples -> {dst}",
+          file=sys.stderr)
+    return 0

@@ -17,7 +17,8 @@ from ..errors import DfkdError
 from ..models.complexity import count_macs, count_params, format_count, real_time_factor
 
 # (title, width); rows are printed as soon as they are measured, so the widths are fixed
-_COLUMNS = (("architecture", 12), ("preset", 7), ("params", 9), ("MACs/s", 8), ("RTF", 6))
+_COLUMNS = (("architecture", 12), ("preset", 14), ("params", 9), ("MACs/s", 8),
+            ("latency", 8), ("RTF", 6))
 
 
 def _default_threads() -> int:
@@ -30,8 +31,10 @@ def _default_threads() -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", action="append", choices=models.ARCHITECTURES,
                         help="only this architecture (repeat for several; default: all)")
-    parser.add_argument("--preset", action="append", choices=models.PRESETS,
-                        help="only this preset (repeat for several; default: all)")
+    parser.add_argument("--preset", action="append",
+                        choices=models.PRESETS + models.CAUSAL_PRESETS,
+                        help="only this preset (repeat for several; default: all of each "
+                        "architecture)")
     parser.add_argument("--threads", type=int, default=_default_threads(),
                         help="CPU threads for the real-time factor (default: all cores, "
                         "%(default)s)")
@@ -89,6 +92,7 @@ def measure(arch: str, preset: str, rtf_threads: int | None, seconds: float = 2.
         "status": "ok",
         "params": count_params(model),
         "macs_per_second": count_macs(model, seconds=1.0),
+        "latency_ms": models.latency_ms(arch, model.config),
         "rtf": None,
         "rtf_threads": rtf_threads,
         "config": dict(model.config),
@@ -100,10 +104,12 @@ def measure(arch: str, preset: str, rtf_threads: int | None, seconds: float = 2.
 
 def _cells(row: dict[str, Any]) -> list[str]:
     if row["status"] != "ok":
-        return [row["arch"], row["preset"] or "-", row["status"], "", ""]
+        return [row["arch"], row["preset"] or "-", row["status"], "", "", ""]
     rtf = "-" if row["rtf"] is None else f"{row['rtf']:.3f}"
     macs = format_count(row["macs_per_second"])
-    return [row["arch"], row["preset"], f"{row['params']:,}", macs, rtf]
+    # a non-causal model needs the whole input first: no latency figure ("-")
+    latency = "-" if row.get("latency_ms") is None else f"{row['latency_ms']:g} ms"
+    return [row["arch"], row["preset"], f"{row['params']:,}", macs, latency, rtf]
 
 
 def _line(cells: list[str]) -> str:
@@ -132,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.repeats < 1:
         raise DfkdError("--seconds must be positive and --repeats at least 1")
     archs = args.arch or list(models.ARCHITECTURES)
-    presets = args.preset or list(models.PRESETS)
     rtf_threads = None if args.no_rtf else args.threads
 
     print(_line([title for title, _ in _COLUMNS]))
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append(row)
             print(_line(_cells(row)), flush=True)
             continue
-        for preset in presets:
+        for preset in args.preset or list(module.PRESETS):
             if preset not in module.PRESETS:
                 row = {"arch": arch, "preset": preset, "status": "preset not defined"}
             else:
@@ -167,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
               f"{args.repeats}); below 1 is faster than real time.")
     else:
         print("\nMACs per second of 16 kHz audio.")
+    print("latency: algorithmic latency of a causal (streaming) model, from its framing; "
+          "'-': non-causal (needs the whole input).")
     if args.json:
         payload = {"threads": rtf_threads, "rtf_seconds": args.seconds, "rows": rows}
         write_json(args.json, payload, default=str)

@@ -11,7 +11,8 @@ Architectures (single-channel enhancement at 16 kHz, ``(batch, samples) -> (batc
 
 Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0), ``student``
 (compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
-fewer parameters than ``small``), ``mini`` (tests).
+fewer parameters than ``small``), ``mini`` (tests); Conv-TasNet also has the causal twins
+``student-causal``, ``tiny-causal``, ``micro-causal`` and ``mini-causal`` (:data:`CAUSAL_PRESETS`).
 
 A new architecture is one module plus one entry in :data:`_MODULES` (the only registry table).
 The module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs), ``MODEL`` (the
@@ -37,6 +38,9 @@ from ..errors import DfkdError
 _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
 ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
 PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
+# Causal students (cLN, past-only padding: they stream, :func:`streaming_step`); so far for the
+# architectures whose module defines them (Conv-TasNet), so not in every architecture's table.
+CAUSAL_PRESETS: tuple[str, ...] = ("student-causal", "tiny-causal", "micro-causal", "mini-causal")
 
 
 def arch_module(arch: str) -> ModuleType:
@@ -122,6 +126,27 @@ def frame_grid(arch: str, config: Mapping[str, Any]) -> int:
     it was. 1 for an architecture this registry does not know.
     """
     return int(arch_module(arch).frame_grid(config)) if arch in _MODULES else 1
+
+
+def latency_ms(arch: str, config: Mapping[str, Any], sample_rate: int = 16000) -> float | None:
+    """Algorithmic latency of a causal model in ms (the architecture's arithmetic: encoder
+    window, STFT window, look-ahead), from its module's ``latency_samples(config)``; ``None``
+    for a non-causal model, which needs the whole input before its first output sample."""
+    module = arch_module(arch)
+    samples = module.latency_samples(config) if hasattr(module, "latency_samples") else None
+    return None if samples is None else 1000.0 * samples / sample_rate
+
+
+def streaming_step(model: nn.Module) -> nn.Module:
+    """The model's one-hop-at-a-time form, ``(hop, *state) -> (enhanced hop, *state)``, with
+    ``hop``, ``delay``, ``warmup_hops``, ``state_names`` and ``initial_state(batch)``; raises a
+    :class:`DfkdError` for an architecture or a model that cannot stream (non-causal)."""
+    arch = str(getattr(model, "ARCH", type(model).__name__))
+    module = arch_module(arch) if arch in _MODULES else None
+    if module is None or not hasattr(module, "streaming_step"):
+        raise DfkdError(f"{arch}: no streaming form yet (causal Conv-TasNet presets stream: "
+                        "convtasnet *-causal)")
+    return module.streaming_step(model)
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

@@ -23,10 +23,12 @@ import re
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DfkdError
-from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm, check_waveforms
+from .layers import (CumulativeLayerNorm, FreeDecoder, FreeEncoder, GlobalLayerNorm,
+                     check_waveforms)
 
 ARCH = "convtasnet"
 ASTEROID_CLASS = "ConvTasNet"  # asteroid's class name in its checkpoints
@@ -35,6 +37,18 @@ ASTEROID_CLASS = "ConvTasNet"  # asteroid's class name in its checkpoints
 def frame_grid(config: Mapping[str, Any]) -> int:
     """Period of the framing in samples (the encoder stride): see :func:`dfkd.models.frame_grid`."""
     return int(config.get("stride") or 1)
+
+
+def latency_samples(config: Mapping[str, Any]) -> int | None:
+    """Algorithmic latency of a causal model in samples; ``None`` for a non-causal one.
+
+    The causal TCN reads no future frame, so the only wait is the encoder window: output sample
+    ``n`` lies in frames that end up to ``L - 1`` samples after it, so it can leave once
+    ``L`` samples (one window, i.e. the hop buffered plus ``L - S`` of look-ahead) have arrived.
+    """
+    if not config.get("causal"):
+        return None
+    return int(config["kernel_size"])
 
 # Presets. MACs for one second of 16 kHz audio (dfkd.models.complexity.count_macs); step = one
 # Adam step (forward + backward) on a batch of 8 x 2 s on the project's 2-core CPU, wall time with
@@ -68,6 +82,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mini": dict(n_filters=32, kernel_size=16, bn_chan=16, hid_chan=32, skip_chan=16,
                  n_blocks=3, n_repeats=1),
 }
+# Causal twins (the paper's causal configuration: cLN, left-padded depthwise convs): same sizes,
+# same parameter names, no look-ahead beyond the encoder window (:func:`latency_samples`).
+CAUSAL_SUFFIX = "-causal"
+PRESETS.update({name + CAUSAL_SUFFIX: dict(PRESETS[name], causal=True)
+                for name in ("student", "tiny", "micro", "mini")})
 
 _MASK_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 
@@ -85,31 +104,39 @@ class TemporalBlock(nn.Module):
             residual stream, as in asteroid with ``skip_chan=None``).
         conv_kernel_size: P, kernel of the depthwise conv.
         dilation: d of the depthwise conv.
+        causal: cLN instead of gLN, and the depthwise conv padded with ``(P - 1) d`` zeros on the
+            past side only (Luo & Mesgarani 2019, Sec. III-C), so no output frame reads a later
+            input frame.
     """
 
     def __init__(
-        self, bn_chan: int, hid_chan: int, skip_chan: int, conv_kernel_size: int, dilation: int
+        self, bn_chan: int, hid_chan: int, skip_chan: int, conv_kernel_size: int, dilation: int,
+        causal: bool = False,
     ) -> None:
         super().__init__()
+        norm = CumulativeLayerNorm if causal else GlobalLayerNorm
+        self.causal_pad = (conv_kernel_size - 1) * dilation if causal else 0
         self.in_conv = nn.Conv1d(bn_chan, hid_chan, 1)
         self.in_act = nn.PReLU()
-        self.in_norm = GlobalLayerNorm(hid_chan)
+        self.in_norm = norm(hid_chan)
         self.dw_conv = nn.Conv1d(
             hid_chan,
             hid_chan,
             conv_kernel_size,
-            padding=(conv_kernel_size - 1) * dilation // 2,
+            padding=0 if causal else (conv_kernel_size - 1) * dilation // 2,
             dilation=dilation,
             groups=hid_chan,
         )
         self.dw_act = nn.PReLU()
-        self.dw_norm = GlobalLayerNorm(hid_chan)
+        self.dw_norm = norm(hid_chan)
         self.res_conv = nn.Conv1d(hid_chan, bn_chan, 1)
         self.skip_conv = nn.Conv1d(hid_chan, skip_chan, 1) if skip_chan else None
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The shared part of the block, ``(batch, B, frames) -> (batch, H, frames)``."""
         x = self.in_norm(self.in_act(self.in_conv(x)))
+        if self.causal_pad:
+            x = F.pad(x, (self.causal_pad, 0))
         return self.dw_norm(self.dw_act(self.dw_conv(x)))
 
 
@@ -122,6 +149,7 @@ class TCNMasker(nn.Module):
         n_blocks: X, blocks per repeat, with dilations 1, 2, ..., 2**(X-1).
         n_repeats: R, repeats of the X blocks.
         mask_act: ``"sigmoid"`` (the paper's choice) or ``"relu"``.
+        causal: cLN and past-only padding throughout (see :class:`TemporalBlock`).
     """
 
     def __init__(
@@ -134,12 +162,13 @@ class TCNMasker(nn.Module):
         n_blocks: int,
         n_repeats: int,
         mask_act: str,
+        causal: bool = False,
     ) -> None:
         super().__init__()
-        self.in_norm = GlobalLayerNorm(n_filters)
+        self.in_norm = CumulativeLayerNorm(n_filters) if causal else GlobalLayerNorm(n_filters)
         self.bottleneck = nn.Conv1d(n_filters, bn_chan, 1)
         self.blocks = nn.ModuleList(
-            TemporalBlock(bn_chan, hid_chan, skip_chan, conv_kernel_size, 2**b)
+            TemporalBlock(bn_chan, hid_chan, skip_chan, conv_kernel_size, 2**b, causal)
             for _ in range(n_repeats)
             for b in range(n_blocks)
         )
@@ -187,6 +216,11 @@ class ConvTasNet(nn.Module):
         n_repeats: R, repeats.
         mask_act: ``"sigmoid"`` or ``"relu"``.
         encoder_activation: ``None`` (asteroid's default for Conv-TasNet) or ``"relu"``.
+        causal: the paper's causal configuration (cLN, past-only depthwise padding): output
+            sample ``n`` depends on input samples up to the end of the encoder frames holding it,
+            ``< n + L``. Stored in ``config`` only when true, so the identity of every
+            non-causal model (checkpoint configs, ONNX metadata) is what it was before the
+            option existed. :mod:`dfkd.models.conv_tasnet_stream` runs it frame by frame.
     """
 
     ARCH = ARCH
@@ -206,6 +240,7 @@ class ConvTasNet(nn.Module):
         n_repeats: int = 3,
         mask_act: str = "sigmoid",
         encoder_activation: str | None = None,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         stride = kernel_size // 2 if stride is None else stride
@@ -228,10 +263,14 @@ class ConvTasNet(nn.Module):
             n_blocks=n_blocks, n_repeats=n_repeats, mask_act=mask_act,
             encoder_activation=encoder_activation,
         )
+        if causal:
+            self.config["causal"] = True
+        self.causal = bool(causal)
         self.encoder = FreeEncoder(n_filters, kernel_size, stride)
         self.encoder_act = nn.ReLU() if encoder_activation == "relu" else nn.Identity()
         self.masker = TCNMasker(
-            n_filters, bn_chan, hid_chan, skip_chan, conv_kernel_size, n_blocks, n_repeats, mask_act
+            n_filters, bn_chan, hid_chan, skip_chan, conv_kernel_size, n_blocks, n_repeats, mask_act,
+            causal,
         )
         self.decoder = FreeDecoder(n_filters, kernel_size, stride)
 
@@ -244,6 +283,13 @@ class ConvTasNet(nn.Module):
 
 
 MODEL = ConvTasNet
+
+
+def streaming_step(model: ConvTasNet) -> nn.Module:
+    """The one-hop-at-a-time form of a causal model (:class:`~.conv_tasnet_stream.ConvTasNetStep`)."""
+    from .conv_tasnet_stream import ConvTasNetStep  # the step module imports this one
+
+    return ConvTasNetStep(model)
 
 # asteroid key -> ours, applied in order (first match wins)
 _ASTEROID_KEYS: tuple[tuple[str, str], ...] = (

@@ -58,6 +58,50 @@ class GlobalLayerNorm(nn.Module):
         return F.group_norm(x, 1, self.gamma, self.beta, self.eps)
 
 
+class CumulativeLayerNorm(nn.Module):
+    """Cumulative layer norm (cLN) of causal Conv-TasNet (Luo & Mesgarani 2019, eqs. 14-16).
+
+    Frame ``k`` of a ``(batch, channels, time)`` tensor is normalised with the mean and (biased)
+    variance of every channel of frames ``0..k``: no statistic reads the future, so the layer is
+    causal and can run one frame at a time from three running sums (see :meth:`step`). Same
+    ``gamma`` / ``beta`` names and ``eps`` as :class:`GlobalLayerNorm`, so a causal model keeps
+    the non-causal one's parameter names.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def _normalise(self, x: torch.Tensor, total: torch.Tensor, power: torch.Tensor,
+                   count: torch.Tensor) -> torch.Tensor:
+        mean = total / count
+        # E[x^2] - E[x]^2 can come out a rounding error below zero on a constant input
+        var = (power / count - mean * mean).clamp_min(0.0)
+        normed = (x - mean) / torch.sqrt(var + self.eps)
+        # per-channel affine on (batch, channels, ..., time): the export runs the TCN on 4-D
+        # (batch, channels, 1, time) tensors (dfkd.deploy.rewrite.RunAs2d)
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return normed * self.gamma.reshape(shape) + self.beta.reshape(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, [1,] time)
+        channels, frames = x.shape[1], x.shape[-1]
+        total = torch.cumsum(x.sum(1, keepdim=True), dim=-1)
+        power = torch.cumsum((x * x).sum(1, keepdim=True), dim=-1)
+        count = torch.arange(1, frames + 1, dtype=x.dtype, device=x.device) * channels
+        return self._normalise(x, total, power, count)
+
+    def step(self, x: torch.Tensor, sums: torch.Tensor, frames: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame ``x`` ``(batch, channels, 1)`` given the running ``sums`` ``(batch, 2)``
+        (sum and sum of squares over all earlier frames) and ``frames`` (a scalar tensor: frames
+        seen so far, this one included): the normalised frame and the updated sums."""
+        sums = sums + torch.stack([x.sum((1, 2)), (x * x).sum((1, 2))], dim=1)
+        count = frames * x.shape[1]
+        return self._normalise(x, sums[:, 0:1, None], sums[:, 1:2, None], count), sums
+
+
 class FreeEncoder(nn.Module):
     """Learned analysis filterbank ("free" in asteroid): conv1d 1 -> N, kernel L, stride S, no bias.
 
