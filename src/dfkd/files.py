@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -74,3 +75,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, payload: Any, indent: int | None = 2, **options: Any) -> None:
     """Write ``payload`` as JSON (and a final newline) atomically; ``options`` go to json.dumps."""
     write_text(path, json.dumps(payload, indent=indent, **options) + "\n")
+
+
+def file_digest(path: str | os.PathLike, length: int = 20) -> str:
+    """The first ``length`` hex digits of the file's SHA-256, read in 1 MiB blocks (checkpoints,
+    ONNX teachers: what a run or a cache entry is keyed on)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]

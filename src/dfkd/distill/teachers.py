@@ -20,7 +20,6 @@ is a digest of the file, so a renamed copy hits the same cache entries.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..audio import load_mono
 from ..checkpoint import model_from_checkpoint_dict, read_checkpoint, resolve_checkpoint
 from ..data.layouts import Pair, _listing, audio_by_stem
 from ..errors import DfkdError
+from ..files import file_digest
 from .teacher_cache import crop_region, model_fingerprint
 
 KINDS = ("checkpoint", "onnx", "torchscript", "folder")
@@ -68,13 +68,6 @@ def _is_torchscript(path: Path) -> bool:
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
 
 
 class WaveformTeacher(nn.Module):

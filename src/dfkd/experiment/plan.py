@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..files import file_digest
 from .config import ExperimentConfig, Variant, flat_options
 
 PRETRAINED_DIR = Path("pretrained")
@@ -158,13 +159,6 @@ def pick_clips(count: int, available: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, available - 1, count)})
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:10]
-
 
 def pretrained_path(config: ExperimentConfig, arch: str,
                     roots: Sequence[Path] = (Path("."),)) -> Path | None:
@@ -214,7 +208,7 @@ def teacher_cell(config: ExperimentConfig, arch: str, out: Path, data: str,
         if seed is not None and int(seed) in set(config.seeds) | set(config.sweep_seeds):
             raise DfkdError(f"{pretrained} was trained with seed {seed}, which is also a student seed "
                             "of this grid; students must not share their teacher's seed (method.md)")
-        digest = file_digest(pretrained)
+        digest = file_digest(pretrained, 10)
         return Cell("teacher", arch, "teacher", None if seed is None else int(seed),
                     out / "runs" / arch / f"teacher-pretrained-{digest}", checkpoint=pretrained.resolve(),
                     eval_tag=evaluation_tag(config, "test", data))
