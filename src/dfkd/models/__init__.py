@@ -12,7 +12,8 @@ Architectures (single-channel enhancement at 16 kHz, ``(batch, samples) -> (batc
 Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0), ``student``
 (compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
 fewer parameters than ``small``), ``mini`` (tests); Conv-TasNet also has the causal twins
-``student-causal``, ``tiny-causal``, ``micro-causal`` and ``mini-causal`` (:data:`CAUSAL_PRESETS`).
+``student-causal``, ``tiny-causal``, ``micro-causal`` and ``mini-causal`` (:data:`CAUSAL_PRESETS`),
+DCCRN ``tiny-causal`` and ``micro-causal``.
 
 A new architecture is one module plus one entry in :data:`_MODULES` (the only registry table).
 The module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs), ``MODEL`` (the
@@ -38,8 +39,9 @@ from ..errors import DfkdError
 _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
 ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
 PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
-# Causal students (cLN, past-only padding: they stream, :func:`streaming_step`); so far for the
-# architectures whose module defines them (Conv-TasNet), so not in every architecture's table.
+# Causal students (past-only padding; Conv-TasNet's also use cLN and stream, :func:`streaming_step`);
+# only for the architectures whose module defines them (Conv-TasNet: all four; DCCRN: tiny-causal,
+# micro-causal), so not in every architecture's table.
 CAUSAL_PRESETS: tuple[str, ...] = ("student-causal", "tiny-causal", "micro-causal", "mini-causal")
 
 

@@ -13,6 +13,8 @@ As in asteroid (and unlike the paper's causal variant) the time kernels have no 
 encoder reads frames ``t`` and ``t + 1`` and each decoder gives the frame back, so the mask at frame
 ``t`` looks ``len(channels)`` frames ahead (6 frames, 60 ms, for DCCRN-CL). Parameter counts and
 outputs equal asteroid's (checked against its fixtures); see ``README.md, "DCCRN (DCCRN-CL)"``.
+``causal=True`` (presets ``tiny-causal``, ``micro-causal``) is the paper's causal setting: past-only
+time padding, so the only wait is the STFT window (:func:`latency_samples`).
 The asteroid checkpoint converters live in :mod:`dfkd.models.dccrn_from_asteroid` and are
 re-exported here (``config_from_asteroid``, ``state_dict_from_asteroid``), as the architecture
 module contract of :mod:`dfkd.models` asks.
@@ -51,6 +53,19 @@ ASTEROID_CLASS = "DCCRNet"  # asteroid's class name in its checkpoints
 def frame_grid(config: Mapping[str, Any]) -> int:
     """Period of the framing in samples (the STFT hop): see :func:`dfkd.models.frame_grid`."""
     return int(config.get("hop_length") or 1)
+
+
+def latency_samples(config: Mapping[str, Any]) -> int | None:
+    """Algorithmic latency of a causal model in samples; ``None`` for a non-causal one.
+
+    The causal network maps STFT frame ``t`` from frames ``<= t`` only, so the only wait is the
+    STFT window: output sample ``n`` is overlap-added from frames that end up to ``win - 1``
+    samples after it, so it can leave once ``win_length`` samples have arrived (the paper's causal
+    DCCRN: 400 / 16 kHz = 25 ms; ``tiny-causal`` / ``micro-causal``: 256 samples, 16 ms).
+    """
+    if not config.get("causal"):
+        return None
+    return int(config.get("win_length") or 400)
 
 MASK_BOUNDS = ("tanh", "sigmoid", "none")
 # |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.
@@ -103,10 +118,17 @@ class EncoderBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: Sequence[int], freq_stride: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        freq_stride: int,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         padding = ((kernel_size[0] - 1) // 2, 0)  # "same" in frequency, none in time (non-causal)
+        # causal: kt - 1 zero frames on the past side, so frame t reads frames t - kt + 1 .. t
+        self.causal_pad = kernel_size[1] - 1 if causal else 0
         self.conv = ComplexConv2d(
             in_channels, out_channels, tuple(kernel_size), (freq_stride, 1), padding
         )
@@ -114,7 +136,9 @@ class EncoderBlock(nn.Module):
         self.act = ComplexPReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F / stride, T - kt + 1)``."""
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F / stride, T - kt + 1)`` (``T`` if causal)."""
+        if self.causal_pad:
+            x = nn.functional.pad(x, (self.causal_pad, 0))
         return self.act(self.norm(self.conv(x)))
 
 
@@ -127,6 +151,7 @@ class DecoderBlock(nn.Module):
         kernel_size: ``(freq, time)`` kernel.
         freq_stride: upsampling factor along frequency.
         output_padding: extra frequency rows so the output matches the mirrored encoder's input.
+        causal: drop the last ``kt - 1`` output frames, so frame t comes from input frames <= t.
     """
 
     def __init__(
@@ -136,9 +161,11 @@ class DecoderBlock(nn.Module):
         kernel_size: Sequence[int],
         freq_stride: int,
         output_padding: int,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         padding = ((kernel_size[0] - 1) // 2, 0)
+        self.causal_trim = kernel_size[1] - 1 if causal else 0
         self.conv = ComplexConvTranspose2d(
             in_channels,
             out_channels,
@@ -151,8 +178,13 @@ class DecoderBlock(nn.Module):
         self.act = ComplexPReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F * stride, T + kt - 1)``."""
-        return self.act(self.norm(self.conv(x)))
+        """``(B, 2, C_in, F, T)`` -> ``(B, 2, C_out, F * stride, T + kt - 1)`` (``T`` if causal)."""
+        return self.act(self.norm(_trim_future(self.conv(x), self.causal_trim)))
+
+
+def _trim_future(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Drop the last ``frames`` time frames of a transposed conv's output (causal decoding)."""
+    return x[..., : x.shape[-1] - frames] if frames else x
 
 
 class LSTMBottleneck(nn.Module):
@@ -230,6 +262,12 @@ class DCCRN(nn.Module):
         rnn_hidden: hidden size of each real LSTM in the complex LSTM.
         rnn_layers: number of complex LSTM layers.
         mask_bound: ``"tanh"`` (the paper's "E" mask), ``"sigmoid"`` or ``"none"``.
+        causal: the paper's causal setting: time padding on the past side only (encoders pad
+            ``kt - 1`` frames before, decoders drop the ``kt - 1`` frames after), so mask frame t
+            reads STFT frames <= t (the LSTM is unidirectional either way; same parameters, so
+            weights load strictly both ways). Latency: the STFT window (:func:`latency_samples`).
+            Stored in ``config`` only when true, so a non-causal model's identity is unchanged.
+            (BatchNorm uses batch statistics in training mode; in eval mode the model is causal.)
     """
 
     ARCH = ARCH
@@ -247,6 +285,7 @@ class DCCRN(nn.Module):
         rnn_hidden: int = 128,
         rnn_layers: int = 2,
         mask_bound: str = "tanh",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = _plain(
@@ -262,6 +301,9 @@ class DCCRN(nn.Module):
                 mask_bound=mask_bound,
             )
         )
+        if causal:
+            self.config["causal"] = True
+        self.causal = bool(causal)
         check_stft_sizes(n_fft, win_length, hop_length)
         channels = [int(c) for c in channels]
         if not channels or min(channels) < 1:
@@ -302,7 +344,7 @@ class DCCRN(nn.Module):
 
         ins = [1] + channels[:-1]
         self.encoders = nn.ModuleList(
-            EncoderBlock(c_in, c_out, k, s)
+            EncoderBlock(c_in, c_out, k, s, self.causal)
             for c_in, c_out, k, s in zip(ins, channels, kernels, strides, strict=True)
         )
         self.bottleneck = LSTMBottleneck(channels[-1], n_freqs[-1], rnn_hidden, rnn_layers)
@@ -322,7 +364,9 @@ class DCCRN(nn.Module):
             decoders.append(
                 (2 * channels[level], c_out, kernels[level], strides[level], output_padding)
             )
-        self.decoders = nn.ModuleList(DecoderBlock(*args) for args in decoders[:-1])
+        self.decoders = nn.ModuleList(
+            DecoderBlock(*args, causal=self.causal) for args in decoders[:-1]
+        )
         c_in, c_out, kernel, stride, output_padding = decoders[-1]
         self.output_layer = ComplexConvTranspose2d(
             c_in,
@@ -333,7 +377,11 @@ class DCCRN(nn.Module):
             (output_padding, 0),
             bias=True,
         )
-        self.min_length = win_length + hop_length * sum(k[1] - 1 for k in kernels)
+        self.output_trim = kernel[1] - 1 if self.causal else 0
+        # causal levels keep the frame count, so one STFT frame is enough
+        self.min_length = win_length + (
+            0 if self.causal else hop_length * sum(k[1] - 1 for k in kernels)
+        )
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Enhance ``(batch, samples)`` waveforms; returns the same shape."""
@@ -347,7 +395,8 @@ class DCCRN(nn.Module):
         x = torch.cat([self.bottleneck(x), x], dim=2)  # [decoder, skip], asteroid's order
         for decoder, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
             x = torch.cat([decoder(x), skip], dim=2)
-        mask = bound_mask(self.output_layer(x)[:, :, 0], self.mask_bound)
+        raw = _trim_future(self.output_layer(x), self.output_trim)
+        mask = bound_mask(raw[:, :, 0], self.mask_bound)
         return self.stft.inverse(complex_multiply(mask, spec), like=noisy)
 
     def _pad_to_min_length(self, wav: torch.Tensor) -> torch.Tensor:
@@ -368,6 +417,8 @@ MODEL = DCCRN
 # | small   | 256/256/128      | 8,16,24,48,64        | 2x128 | 1,011,188 | 0.65 G |    0.79    |
 # | tiny    | 256/256/128      | 4,8,16,16,32         | 2x32  |   123,236 | 0.14 G |    0.31    |
 # | mini    | 512/400/100      | 2,4                  | 1x8   |    22,272 | 0.09 G |     --     |
+# tiny-causal / micro-causal: the sizes of tiny / micro (123,236 / 46,436 params), 143 M / 85.1 M
+# MACs/s (no level drops a frame), 16 ms latency (the 256-sample STFT window).
 # student / paper: 9.6x fewer params, 17.3x fewer MACs; small / tiny: 8.2x fewer params.
 # student hops 200 samples (12.5 ms, 50 % overlap, the sqrt-Hann pair stays perfect-reconstruction)
 # where paper hops 100: half the frames. Per-frame costs that do not shrink with the channel count
@@ -412,3 +463,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Tests: the paper's STFT, two levels, one narrow LSTM layer.
     "mini": dict(channels=[2, 4], rnn_hidden=8, rnn_layers=1),
 }
+# Causal twins (the paper's causal setting: past-only time padding; the LSTM is unidirectional in
+# both): same sizes and parameters, latency = the STFT window (:func:`latency_samples`), 16 ms.
+CAUSAL_SUFFIX = "-causal"
+PRESETS.update({name + CAUSAL_SUFFIX: dict(PRESETS[name], causal=True)
+                for name in ("tiny", "micro")})
