@@ -101,3 +101,16 @@ def test_the_record_keeps_validation_whole_and_thins_the_training_log(tmp_path):
     assert steps == sorted(steps) and set(steps) <= {r["step"] for r in train}
     assert kept["train_thinned"] == {"kept": TRAIN_RECORDS_KEPT, "of": 800}
     assert save_cell(cell, out, record) == 0  # nothing changed: nothing written
+
+
+def test_the_committed_record_is_not_git_ignored():
+    # the `runs/` rule of .gitignore once swallowed records/<name>/runs/: the record then never landed
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = "records/study/runs/dptnet/none/lam0-seed1-8000steps-abc/eval-test-x/done.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=repo).returncode == 0
+    assert not ignored, f"{probe} is ignored by .gitignore"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/x/last.pt"], cwd=repo).returncode == 0
