@@ -41,7 +41,12 @@ def has_weights(cell: Cell) -> bool:
     """Whether the cell's model can be loaded (False for a cell restored from a record)."""
     if cell.checkpoint is not None:
         return Path(cell.checkpoint).is_file()
-    return any((cell.run_dir / name).is_file() for name in WEIGHTS)
+    return weights_in(cell.run_dir)
+
+
+def weights_in(run_dir: Path) -> bool:
+    """Whether a run folder holds ``best.pt`` or ``last.pt``."""
+    return any((run_dir / name).is_file() for name in WEIGHTS)
 
 
 def _copy(source: Path, target: Path) -> None:

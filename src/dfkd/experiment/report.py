@@ -34,7 +34,7 @@ from ..checkpoint import load_model
 from .html import ReportClip, ReportFigure, write_report_html
 from .config import EvaluationConfig, ExperimentConfig
 from .plan import Cell, pick_clips
-from .record import WEIGHTS, has_weights, untrained_model
+from .record import has_weights, untrained_model, weights_in
 from ..files import write_json
 from ..training.schedule import split_schedule_options
 from .results import BASELINE, TEACHER, Results
@@ -92,7 +92,7 @@ def complexity(out: Path, evaluation: EvaluationConfig, machine: str, arch: str,
     key = f"{arch}/{preset}/{evaluation.complexity_seconds:g}s/{evaluation.rtf_threads}threads"
     if key not in cache:
         source_path = Path(source)
-        if source_path.is_dir() and not any((source_path / n).is_file() for n in WEIGHTS):
+        if source_path.is_dir() and not weights_in(source_path):
             model = untrained_model(source_path)  # restored from a record: the size is the same
         else:
             model = load_model(source).cpu()
