@@ -13,7 +13,8 @@ Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0),
 (compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
 fewer parameters than ``small``), ``mini`` (tests); Conv-TasNet also has the causal twins
 ``student-causal``, ``tiny-causal``, ``micro-causal`` and ``mini-causal`` (:data:`CAUSAL_PRESETS`),
-DCCRN ``tiny-causal`` and ``micro-causal``.
+DCCRN ``tiny-causal`` and ``micro-causal``, DPTNet ``tiny-causal`` and ``micro-causal`` (a
+bounded look-ahead of one chunk, 34 ms).
 
 A new architecture is one module plus one entry in :data:`_MODULES` (the only registry table).
 The module defines ``ARCH`` (its name), ``PRESETS`` (preset -> constructor kwargs), ``MODEL`` (the
@@ -40,8 +41,8 @@ _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
 ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
 PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
 # Causal students (past-only padding; Conv-TasNet's also use cLN and stream, :func:`streaming_step`);
-# only for the architectures whose module defines them (Conv-TasNet: all four; DCCRN: tiny-causal,
-# micro-causal), so not in every architecture's table.
+# only for the architectures whose module defines them (Conv-TasNet: all four; DCCRN and DPTNet:
+# tiny-causal, micro-causal; DPTNet's look one chunk ahead), so not in every architecture's table.
 CAUSAL_PRESETS: tuple[str, ...] = ("student-causal", "tiny-causal", "micro-causal", "mini-causal")
 
 

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DfkdError
-from .layers import FreeDecoder, FreeEncoder, GlobalLayerNorm, check_waveforms
+from .layers import (CumulativeLayerNorm, FreeDecoder, FreeEncoder, GlobalLayerNorm,
+                     check_waveforms)
 
 ARCH = "dptnet"
 ASTEROID_CLASS = "DPTNet"  # asteroid's class name in its checkpoints
@@ -56,6 +57,34 @@ def frame_grid(config: Mapping[str, Any]) -> int:
     """Period of the framing in samples: encoder stride x segment hop (see
     :func:`dfkd.models.frame_grid`)."""
     return int(config.get("stride") or 1) * int(config.get("hop_size") or 1)
+
+
+def latency_samples(config: Mapping[str, Any]) -> int | None:
+    """Algorithmic latency of a causal model in samples, ``K S + L - S``; ``None`` if non-causal.
+
+    The input is read in blocks of ``H`` frames (``G = H S`` samples, the streaming hop), and the
+    left pad of ``L - S`` samples makes block ``b`` end exactly at input sample ``(b + 1) G``.
+    Chunk ``j`` is blocks ``j - K/H + 1 .. j``; a block's mask is complete once the last chunk
+    holding it (``K/H - 1`` blocks later, intra-chunk attention and BiLSTM read the whole chunk)
+    is in, and the decoder's window reaches ``L - S`` samples into the next block. So output
+    sample ``n`` reads input up to ``(floor((n + L - S) / G) + K/H) G - 1``: at most
+    ``K S + L - S - 1`` samples after it (for ``n = c G - (L - S)``), i.e. it can leave once
+    ``K S + L - S`` samples (itself included) have arrived. ``tiny-causal``: 16 x 32 + 32 = 544
+    samples, 34 ms. Independent of ``H`` and of how far the inter-chunk attention looks back.
+    """
+    if not config.get("causal"):
+        return None
+    stride, window = int(config["stride"]), int(config["kernel_size"])
+    return int(config["chunk_size"]) * stride + window - stride
+
+
+def lookahead_end(config: Mapping[str, Any], sample: int) -> int:
+    """The last input sample that output ``sample`` of a causal model reads (see
+    :func:`latency_samples`); the tests perturb the input just after it."""
+    stride, window = int(config["stride"]), int(config["kernel_size"])
+    block = stride * int(config["hop_size"])
+    blocks_per_chunk = int(config["chunk_size"]) // int(config["hop_size"])
+    return ((sample + window - stride) // block + blocks_per_chunk) * block - 1
 
 
 class SequenceGlobalLayerNorm(GlobalLayerNorm):
@@ -75,6 +104,25 @@ class SequenceGlobalLayerNorm(GlobalLayerNorm):
         # The fused group_norm of GlobalLayerNorm on the channel-first view: a quarter of the
         # training cost of an explicit mean/var/div, transposes included.
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class SequenceCumulativeLayerNorm(CumulativeLayerNorm):
+    """cLN (Luo & Mesgarani 2019, eqs. 14-16) over a channel-last ``(batch, seq, channels)``
+    tensor: step ``k`` of each sequence normalised with the statistics of its steps ``0..k``.
+
+    The causal inter-chunk layers use it in place of gLN (same ``gamma`` / ``beta``), so chunk
+    ``j`` is normalised from chunks ``<= j`` only; :meth:`step_last` runs one new step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+    def step_last(self, x: torch.Tensor, sums: torch.Tensor, steps: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step ``x`` ``(batch, 1, channels)``, the running ``sums`` ``(batch, 2)`` and the
+        number of steps seen with this one (``steps``): the normalised step and new sums."""
+        normed, sums = self.step(x.transpose(1, 2), sums, steps)
+        return normed.transpose(1, 2), sums
 
 
 class SelfAttention(nn.Module):
@@ -103,12 +151,14 @@ class SelfAttention(nn.Module):
         nn.init.zeros_(self.in_proj.bias)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, seq, N) -> (batch, seq, N)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, seq, N)`` -> the same; ``mask`` ``(seq, seq)``, True where query ``i`` may
+        attend to key ``j`` (the causal inter-chunk layers), ``None`` for full attention."""
         batch, seq, channels = x.shape
         qkv = self.in_proj(x).reshape(batch, seq, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
         heads = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
         heads = heads.transpose(1, 2).reshape(batch, seq, channels)
         return self.out_proj(heads)
@@ -126,21 +176,27 @@ class DualPathLayer(nn.Module):
         ff_hid: LSTM hidden size per direction.
         bidirectional: whether the LSTM runs both ways.
         dropout: dropout after attention, after the LSTM activation and after the linear layer.
+        causal: cLN instead of gLN (step ``k`` of a sequence reads steps ``<= k`` only; the
+            caller passes the causal attention mask and a unidirectional LSTM). Same parameters.
     """
 
     def __init__(
-        self, channels: int, n_heads: int, ff_hid: int, bidirectional: bool, dropout: float
+        self, channels: int, n_heads: int, ff_hid: int, bidirectional: bool, dropout: float,
+        causal: bool = False,
     ) -> None:
         super().__init__()
+        norm = SequenceCumulativeLayerNorm if causal else SequenceGlobalLayerNorm
+        self.causal = causal
         self.attention = SelfAttention(channels, n_heads, dropout)
-        self.attention_norm = SequenceGlobalLayerNorm(channels)
+        self.attention_norm = norm(channels)
         self.lstm = nn.LSTM(channels, ff_hid, batch_first=True, bidirectional=bidirectional)
         self.linear = nn.Linear(ff_hid * (2 if bidirectional else 1), channels)
-        self.ff_norm = SequenceGlobalLayerNorm(channels)
+        self.ff_norm = norm(channels)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, seq, N) -> same
-        x = self.attention_norm(x + self.dropout(self.attention(x)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, seq, N)`` -> the same; ``mask``: see :meth:`SelfAttention.forward`."""
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
         ff = self.linear(self.dropout(torch.relu(self.lstm(x)[0])))
         return self.ff_norm(x + self.dropout(ff))
 
@@ -163,6 +219,22 @@ class DPTNet(nn.Module):
         n_repeats: number of intra + inter layer pairs.
         bidirectional: whether the inter-chunk LSTMs are bidirectional (intra ones always are).
         dropout: dropout rate inside the transformer layers (training only).
+        causal: a streaming form with a bounded look-ahead of one chunk (not in the paper, whose
+            model is non-causal; needs ``bidirectional=False``). The input norm and the
+            inter-chunk norms are cLN (Luo & Mesgarani 2019), the inter-chunk attention is
+            masked to the current and earlier chunks and its LSTM runs forward only; the
+            intra-chunk layers stay as they are (full attention, BiLSTM, gLN), all inside the
+            current chunk. The segmentation is one-sided: chunk ``j`` ends with frame block
+            ``j`` (``H`` frames), the input gets ``L - S`` zero samples before it (block ``b``
+            then ends at input sample ``(b + 1) H S``) and zeros after it up to the last block
+            any output sample reads, and every output sample is produced (no zero tail). Output
+            sample ``n`` then reads input up to ``K S + L - S - 1`` samples later at most
+            (:func:`latency_samples`; 34 ms for ``tiny-causal``). Stored in ``config`` only
+            when true, so a non-causal model's identity is unchanged.
+        past_chunks: causal only: how many earlier chunks the inter-chunk attention sees besides
+            the current one (``None``: all of them). A bound keeps the streaming state fixed
+            (:mod:`dfkd.models.dptnet_stream` caches that many keys and values); the LSTM still
+            carries everything before. Stored in ``config`` only when set.
     """
 
     ARCH = ARCH
@@ -181,10 +253,13 @@ class DPTNet(nn.Module):
         n_repeats: int = 6,
         bidirectional: bool = True,
         dropout: float = 0.0,
+        causal: bool = False,
+        past_chunks: int | None = None,
     ) -> None:
         super().__init__()
         hop_size = chunk_size // 2 if hop_size is None else hop_size
         _check_config(n_filters, n_heads, chunk_size, hop_size)
+        _check_causal(causal, bidirectional, past_chunks, kernel_size, stride)
         self.config: dict[str, Any] = dict(
             n_filters=n_filters,
             kernel_size=kernel_size,
@@ -197,19 +272,29 @@ class DPTNet(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout,
         )
+        if causal:
+            self.config["causal"] = True
+        if past_chunks is not None:
+            self.config["past_chunks"] = past_chunks
+        self.causal = bool(causal)
+        self.past_chunks = past_chunks
+        self.stride = stride
         self.kernel_size = kernel_size
         self.chunk_size = chunk_size
         self.hop_size = hop_size
         self.blocks_per_chunk = chunk_size // hop_size
 
         self.encoder = FreeEncoder(n_filters, kernel_size, stride)
-        self.input_norm = GlobalLayerNorm(n_filters)
+        # causal: cLN (each frame from the frames before it); the same gamma / beta
+        self.input_norm = (CumulativeLayerNorm if causal else GlobalLayerNorm)(n_filters)
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
                 {
-                    # Within-chunk sequences: the paper's intra-transformer is always bidirectional.
+                    # Within-chunk sequences: the paper's intra-transformer is always bidirectional
+                    # (also when causal: the chunk is the look-ahead, so its gLN may read all of it).
                     "intra": DualPathLayer(n_filters, n_heads, ff_hid, True, dropout),
-                    "inter": DualPathLayer(n_filters, n_heads, ff_hid, bidirectional, dropout),
+                    "inter": DualPathLayer(n_filters, n_heads, ff_hid, bidirectional, dropout,
+                                           causal),
                 }
             )
             for _ in range(n_repeats)
@@ -224,44 +309,104 @@ class DPTNet(nn.Module):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Enhance ``(batch, samples)`` -> ``(batch, samples)``.
 
-        Samples after the last full frame never reach the network and come out as exact zeros.
+        Non-causal: samples after the last full frame never reach the network and come out as
+        exact zeros. Causal: every sample is enhanced (see the class doc).
         """
+        if self.causal:
+            return self._forward_causal(noisy)
         check_waveforms(noisy, "DPTNet", self.kernel_size, self.encoder.conv.weight.dtype)
         frames = torch.relu(self.encoder(noisy))  # (B, N, T')
         x = self.input_norm(frames).transpose(1, 2)  # (B, T', N), channel-last from here on
-        chunks = self._chunk(x)  # (B, n_chunks, K, N)
+        chunks = self._head(self._dual_path(self._chunk(x)))  # (B, n_chunks, K, N)
+        # asteroid divides by K/H rather than by the per-frame overlap count (exact when H | K).
+        y = self._overlap_add(chunks, x.shape[1]).transpose(1, 2) / self.blocks_per_chunk
+        return self.decoder(frames * self._mask(y), noisy)
+
+    def _forward_causal(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The causal forward: one-sided segmentation, masked inter-chunk attention."""
+        check_waveforms(noisy, "DPTNet", 1, self.encoder.conv.weight.dtype)
+        lead = self.kernel_size - self.stride  # so that frame f ends at input sample (f + 1) S
+        block = self.stride * self.hop_size
+        n_samples = noisy.shape[-1]
+        # whole blocks up to the last one that output sample n_samples - 1 reads; a constant pad
+        # and a slice (no branch on the length in the graph), as in _chunk
+        n_blocks = (n_samples - 1 + lead) // block + self.blocks_per_chunk
+        padded = F.pad(noisy, (lead, self.blocks_per_chunk * block + lead))
+        padded = padded[:, : lead + n_blocks * block]
+        frames = torch.relu(self.encoder(padded))  # (B, N, n_blocks H)
+        x = self.input_norm(frames).transpose(1, 2)
+        # chunk j = blocks j - K/H + 1 .. j: K - H zero frames before the first block
+        chunks = self._chunk(x, self.chunk_size - self.hop_size, 0)
+        chunks = self._head(self._dual_path(chunks, self._inter_mask(chunks.shape[1], x.device)))
+        # every kept frame lies in K/H chunks; the last blocks' lie in fewer, but the output
+        # samples they complete are beyond the input and cut off below
+        y = self._sum_overlaps(chunks)[:, self.chunk_size - self.hop_size:]
+        y = y.transpose(1, 2) / self.blocks_per_chunk
+        enhanced = self.decoder(frames * self._mask(y), padded)
+        return enhanced[:, lead: lead + n_samples]
+
+    def _inter_mask(self, n_chunks: int | torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``(n_chunks, n_chunks)``: chunk ``i`` attends to chunks ``i - past_chunks .. i``."""
+        index = torch.arange(n_chunks, device=device)
+        lag = index[:, None] - index[None, :]
+        allowed = lag >= 0
+        if self.past_chunks is not None:
+            allowed = allowed & (lag <= self.past_chunks)
+        return allowed
+
+    def _dual_path(self, chunks: torch.Tensor, inter_mask: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+        """The intra- and inter-chunk layers on ``(B, n_chunks, K, N)`` -> the same shape."""
         batch, n_chunks, chunk, channels = chunks.shape
         for block in self.blocks:
             chunks = block["intra"](chunks.reshape(batch * n_chunks, chunk, channels))
             across = chunks.reshape(batch, n_chunks, chunk, channels).transpose(1, 2)
-            across = block["inter"](across.reshape(batch * chunk, n_chunks, channels))
+            across = across.reshape(batch * chunk, n_chunks, channels)
+            # the mask only when there is one: the export-time rewrite of the non-causal layer
+            # (dfkd.deploy.rewrite) takes the sequence alone
+            across = (block["inter"](across) if inter_mask is None
+                      else block["inter"](across, inter_mask))
             chunks = across.reshape(batch, chunk, n_chunks, channels).transpose(1, 2)
-        chunks = F.linear(
+        return chunks
+
+    def _head(self, chunks: torch.Tensor) -> torch.Tensor:
+        """PReLU + the 1x1 projection, channel-last."""
+        return F.linear(
             self.head_prelu(chunks), self.head_conv.weight.flatten(1), self.head_conv.bias
         )
-        # asteroid divides by K/H rather than by the per-frame overlap count (exact when H | K).
-        y = self._overlap_add(chunks, x.shape[1]).transpose(1, 2) / self.blocks_per_chunk
-        mask = torch.relu(torch.tanh(self.output_conv(y)) * torch.sigmoid(self.gate_conv(y)))
-        return self.decoder(frames * mask, noisy)
 
-    def _chunk(self, x: torch.Tensor) -> torch.Tensor:
+    def _mask(self, y: torch.Tensor) -> torch.Tensor:
+        """The ReLU mask ``(B, N, frames)`` from the overlap-added ``y`` (same shape)."""
+        return torch.relu(torch.tanh(self.output_conv(y)) * torch.sigmoid(self.gate_conv(y)))
+
+    def _chunk(self, x: torch.Tensor, before: int | None = None, after: int | None = None
+               ) -> torch.Tensor:
         """``(B, T', N)`` -> ``(B, n_chunks, K, N)``, chunk j = padded frames ``[jH, jH + K)``.
 
         As asteroid's ``unfold`` with padding K: ``n_chunks = floor((T' + K) / H) + 1``. The
         padded sequence is cut to ``floor((T' + 2K) / H)`` blocks of H frames (the frames ``unfold``
         never reaches) and chunk j concatenates blocks ``j .. j + K/H - 1``; the slices use constant
-        offsets from either end, so no length-dependent branch enters the graph.
+        offsets from either end, so no length-dependent branch enters the graph. ``before`` /
+        ``after``: other zero pads in frames (the causal model: ``K - H`` and 0, on whole blocks).
         """
         batch, n_frames, channels = x.shape
         r, hop = self.blocks_per_chunk, self.hop_size
-        padded = F.pad(x, (0, 0, self.chunk_size, self.chunk_size))
-        padded = padded[:, : (n_frames + 2 * self.chunk_size) // hop * hop]
+        before = self.chunk_size if before is None else before
+        after = self.chunk_size if after is None else after
+        padded = F.pad(x, (0, 0, before, after))
+        padded = padded[:, : (n_frames + before + after) // hop * hop]
         blocks = padded.reshape(batch, -1, hop, channels)
         parts = [blocks[:, i : i - (r - 1)] if i < r - 1 else blocks[:, i:] for i in range(r)]
         return torch.cat(parts, dim=2)
 
     def _overlap_add(self, chunks: torch.Tensor, n_frames: int | torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`_chunk`, overlaps summed: ``(B, n_chunks, K, N)`` -> ``(B, T', N)``."""
+        sequence = self._sum_overlaps(chunks)
+        return sequence[:, self.chunk_size : self.chunk_size + n_frames]
+
+    def _sum_overlaps(self, chunks: torch.Tensor) -> torch.Tensor:
+        """``(B, n_chunks, K, N)`` -> the padded frame sequence ``(B, (n_chunks + K/H - 1) H, N)``
+        with the chunks' overlaps summed (chunk j starts at frame ``j H``)."""
         batch, n_chunks, chunk, channels = chunks.shape
         r = self.blocks_per_chunk
         parts = chunks.reshape(batch, n_chunks, r, self.hop_size, channels)
@@ -269,11 +414,17 @@ class DPTNet(nn.Module):
         blocks = F.pad(parts[:, :, 0], (0, 0, 0, 0, 0, r - 1))
         for i in range(1, r):
             blocks = blocks + F.pad(parts[:, :, i], (0, 0, 0, 0, i, r - 1 - i))
-        sequence = blocks.reshape(batch, -1, channels)
-        return sequence[:, self.chunk_size : self.chunk_size + n_frames]
+        return blocks.reshape(batch, -1, channels)
 
 
 MODEL = DPTNet
+
+
+def streaming_step(model: DPTNet) -> nn.Module:
+    """The one-hop-at-a-time form of a causal model (:class:`~.dptnet_stream.DPTNetStep`)."""
+    from .dptnet_stream import DPTNetStep  # the step module imports this one
+
+    return DPTNetStep(model)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # asteroid 0.7.0 DPTNet with ff_hid=128: 2,798,657 parameters (the paper reports 2.69 M).
@@ -293,6 +444,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mini": dict(n_filters=16, kernel_size=16, stride=8, n_heads=2, ff_hid=16, chunk_size=20,
                  hop_size=10, n_repeats=1),
 }
+# Causal twins (the class doc's `causal`): the widths and depth of tiny / micro, chunks of K = 16
+# frames (32 ms) with hop H = 8 (16 ms: the streaming hop), the inter-chunk attention over the
+# current and 32 earlier chunks (0.5 s; the forward LSTM carries the rest). Latency K S + L - S =
+# 544 samples = 34 ms (:func:`latency_samples`); K = 100 would be 201 ms. Fewer parameters than
+# tiny / micro: the inter-chunk LSTM runs one way.
+CAUSAL_SUFFIX = "-causal"
+PRESETS.update({name + CAUSAL_SUFFIX: dict(PRESETS[name], chunk_size=16, hop_size=8,
+                                           bidirectional=False, causal=True, past_chunks=32)
+                for name in ("tiny", "micro")})
 
 
 def _check_config(n_filters: int, n_heads: int, chunk_size: int, hop_size: int) -> None:
@@ -304,6 +464,22 @@ def _check_config(n_filters: int, n_heads: int, chunk_size: int, hop_size: int) 
         raise DfkdError(
             f"DPTNet needs hop_size ({hop_size}) to divide chunk_size ({chunk_size})"
         )
+
+
+def _check_causal(causal: bool, bidirectional: bool, past_chunks: int | None, kernel_size: int,
+                  stride: int) -> None:
+    if not causal:
+        if past_chunks is not None:
+            raise DfkdError("DPTNet past_chunks bounds the causal inter-chunk attention: "
+                            "it needs causal=True")
+        return
+    if bidirectional:
+        raise DfkdError("DPTNet causal=True needs bidirectional=False (the inter-chunk LSTM "
+                        "must run forward only)")
+    if past_chunks is not None and past_chunks < 1:
+        raise DfkdError(f"DPTNet past_chunks must be at least 1, got {past_chunks}")
+    if kernel_size < stride:
+        raise DfkdError(f"causal DPTNet needs kernel_size ({kernel_size}) >= stride ({stride})")
 
 
 # asteroid model_args -> the value we require (settings we do not implement raise an error).

@@ -101,6 +101,18 @@ class CumulativeLayerNorm(nn.Module):
         count = frames * x.shape[1]
         return self._normalise(x, sums[:, 0:1, None], sums[:, 1:2, None], count), sums
 
+    def step_frames(self, x: torch.Tensor, sums: torch.Tensor, frames_before: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several new frames ``x`` ``(batch, channels, frames)`` at once, after ``frames_before``
+        (a one-element tensor) earlier ones whose running ``sums`` ``(batch, 2)`` are given: the
+        frames as :meth:`forward` on the whole sequence normalises them, and the updated sums."""
+        total = sums[:, 0:1, None] + torch.cumsum(x.sum(1, keepdim=True), dim=-1)
+        power = sums[:, 1:2, None] + torch.cumsum((x * x).sum(1, keepdim=True), dim=-1)
+        steps = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
+        count = (frames_before + steps) * x.shape[1]
+        return (self._normalise(x, total, power, count),
+                torch.cat([total[:, :, -1], power[:, :, -1]], dim=1))
+
 
 class FreeEncoder(nn.Module):
     """Learned analysis filterbank ("free" in asteroid): conv1d 1 -> N, kernel L, stride S, no bias.

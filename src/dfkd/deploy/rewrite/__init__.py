@@ -126,7 +126,9 @@ def _replacement(module: nn.Module, contrib_ops: bool) -> nn.Module | None:
         _swap_children(module, contrib_ops)
         return RunAs2d(module)
     if isinstance(module, DualPathLayer):
-        return SequenceFirstDualPathLayer(module, contrib_ops)
+        # a causal inter-chunk layer (masked attention, cLN) is left whole: both rewrites
+        # assume full attention and gLN
+        return module if module.causal else SequenceFirstDualPathLayer(module, contrib_ops)
     if isinstance(module, SelfAttention) and contrib_ops:
         return FusedSelfAttention(module)
     if isinstance(module, (EncoderBlock, DecoderBlock)):
