@@ -56,6 +56,7 @@ class TorchStep:
         self.module = streaming_step(model.eval())
         self.hop, self.delay = self.module.hop, self.module.delay
         self.warmup_hops = self.module.warmup_hops
+        self.drain = bool(getattr(self.module, "drain", False))  # see Streamer.flush
         self.window_index = self.module.state_names.index("window")
         self.sample_rate = int(getattr(model, "sample_rate", 16000))
         self.latency_ms = float(latency_ms(model.ARCH, model.config, self.sample_rate))
@@ -82,6 +83,7 @@ class OnnxStep:
         frame = json.loads(meta["streaming"])
         self.hop, self.delay = int(frame["hop"]), int(frame["delay"])
         self.warmup_hops = int(frame["warmup_hops"])
+        self.drain = bool(frame.get("drain", False))  # see Streamer.flush
         self.sample_rate = int(meta.get("sample_rate", 16000))
         self.latency_ms = float(frame["latency_ms"])
         self._inputs = [i.name for i in self.session.get_inputs()]
@@ -152,7 +154,17 @@ class Streamer:
 
     def flush(self) -> np.ndarray:
         """The rest of the output: the decoder's tail, zeros for a partial last hop (as the
-        offline model, which has no frame there). Call :meth:`reset` before another stream."""
+        offline model, which has no frame there). Call :meth:`reset` before another stream.
+
+        A step with ``drain`` (a look-ahead beyond its hop: causal DPTNet) instead gets silence
+        until every input sample has its output, as its offline model pads the input."""
+        if getattr(self.runner, "drain", False):
+            needed = len(self.pending) + self.delay - self.to_drop  # input not yet answered
+            outs, produced = [], 0
+            while produced < needed:
+                outs.append(self.feed(np.zeros(self.hop - len(self.pending), dtype=np.float32)))
+                produced += len(outs[-1])
+            return np.concatenate(outs)[:needed] if outs else np.zeros(0, dtype=np.float32)
         if self.hops_seen <= self.runner.warmup_hops:
             raise DfkdError(f"a stream needs at least one encoder window "
                             f"({self.hop * (self.runner.warmup_hops + 1)} samples) of input")
@@ -183,6 +195,8 @@ def export_streaming(model: nn.Module, path: str | os.PathLike,
     state = module.initial_state()
     framing = {"hop": module.hop, "delay": module.delay, "warmup_hops": module.warmup_hops,
                "latency_ms": latency_ms(model.ARCH, model.config), "state": names}
+    if getattr(module, "drain", False):
+        framing["drain"] = True
     meta = dict(model_metadata(model, **(metadata or {})), kind=STREAMING_KIND,
                 streaming=json.dumps(framing))
 
