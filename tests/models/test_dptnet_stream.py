@@ -108,3 +108,25 @@ def test_only_a_bounded_causal_model_streams():
         models.streaming_step(models.build("dptnet", "tiny"))
     with pytest.raises(DfkdError, match=r"^dptnet: streaming needs a bounded inter-chunk"):
         models.streaming_step(models.build("dptnet", "tiny-causal", past_chunks=None))
+
+
+def test_export_streaming_and_enhance_stream_on_a_file(tmp_path, capsys):
+    import soundfile as sf
+
+    from dfkd import cli
+    from dfkd.checkpoint import model_payload, save_checkpoint
+
+    model = _model("micro-causal")
+    save_checkpoint(tmp_path / "micro-causal.pt", model_payload(model))
+    onnx_path = tmp_path / "stream.onnx"
+    assert cli.main(["export", str(tmp_path / "micro-causal.pt"), "--onnx", str(onnx_path),
+                     "--streaming"]) == 0
+    assert "hop 256 samples, output 288 samples behind the input, algorithmic latency 34 ms" in (
+        capsys.readouterr().out)
+    signal = _signal(12345)
+    sf.write(tmp_path / "in.wav", signal, 16000, subtype="FLOAT")
+    assert cli.main(["enhance", str(onnx_path), str(tmp_path / "in.wav"), "--out",
+                     str(tmp_path / "out.wav"), "--stream"]) == 0
+    out, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert rate == 16000
+    _assert_equal_output(out, _offline(model, signal))

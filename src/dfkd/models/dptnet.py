@@ -26,6 +26,11 @@ tiny     32  64/32  32     4     100/50 1       53,985    0.067  0.25
 mini     16  16/8   16     2     20/10  1       13,425    0.077  --
 ======== === ====== ====== ===== ====== ======= ========= ====== ============
 
+Causal twins (``causal=True``, see :class:`DPTNet`; inter-chunk LSTM one way, attention over the
+current and 32 earlier chunks): ``tiny-causal`` 44,513 parameters, 46.1 M MAC/s; ``micro-causal``
+12,529, 13.4 M MAC/s; both K / H = 16 / 8, algorithmic latency K S + L - S = 544 samples = 34 ms
+(:func:`latency_samples`); they stream one 16 ms block a call (:mod:`.dptnet_stream`).
+
 paper / student: 11.7x fewer parameters, 21.6x fewer MACs; small / tiny: 7.2x fewer parameters.
 student hops 1 ms (S = 16, twice paper's): half the frames, so half the LSTM steps and shorter
 attention sequences, which do not shrink with the width; with paper's framing the student was only
