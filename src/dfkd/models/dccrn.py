@@ -14,7 +14,9 @@ encoder reads frames ``t`` and ``t + 1`` and each decoder gives the frame back, 
 ``t`` looks ``len(channels)`` frames ahead (6 frames, 60 ms, for DCCRN-CL). Parameter counts and
 outputs equal asteroid's (checked against its fixtures); see ``README.md, "DCCRN (DCCRN-CL)"``.
 ``causal=True`` (presets ``tiny-causal``, ``micro-causal``) is the paper's causal setting: past-only
-time padding, so the only wait is the STFT window (:func:`latency_samples`).
+time padding, so the only wait is the STFT window (:func:`latency_samples`); such a model
+streams one STFT frame at a time with explicit state (:func:`streaming_step`,
+:mod:`dfkd.models.dccrn_stream`).
 The asteroid checkpoint converters live in :mod:`dfkd.models.dccrn_from_asteroid` and are
 re-exported here (``config_from_asteroid``, ``state_dict_from_asteroid``), as the architecture
 module contract of :mod:`dfkd.models` asks.
@@ -468,3 +470,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 CAUSAL_SUFFIX = "-causal"
 PRESETS.update({name + CAUSAL_SUFFIX: dict(PRESETS[name], causal=True)
                 for name in ("tiny", "micro")})
+
+
+def streaming_step(model: DCCRN) -> nn.Module:
+    """The one-STFT-frame-at-a-time form of a causal model (:class:`~.dccrn_stream.DCCRNStep`);
+    raises :class:`DfkdError` for a non-causal one."""
+    from .dccrn_stream import DCCRNStep  # the step module imports this one
+
+    return DCCRNStep(model)
