@@ -4,9 +4,10 @@ For each causal preset (`*-causal` of :data:`dfkd.models.CAUSAL_PRESETS` except 
 `mini-causal`; named `arch/preset`, a bare preset is Conv-TasNet's; DCCRN-CL's `tiny-causal` and
 `micro-causal` stream one STFT frame per hop): compute time per hop and the real-time factor (time
 per hop / hop duration) on one thread, for the PyTorch step and the exported streaming graph,
-timed round-robin (median of the rounds) so that load from other processes falls on both alike; then ORT over PyTorch. Beside them,
-the non-causal student of the same size run offline on the whole clip (what `dfkd enhance` does
-in chunks; PyTorch, one thread): what streaming costs in compute against waiting for the file.
+timed round-robin (median of the rounds) so that load from other processes falls on both alike;
+then ORT over PyTorch. Beside them, the non-causal student of the same size run offline on the
+whole clip (what `dfkd enhance` does in chunks; PyTorch, one thread): what streaming costs in
+compute against waiting for the file.
 
     PYTHONPATH=src python benchmarks/stream_speed.py [--seconds 1] [--rounds 3]
 """
