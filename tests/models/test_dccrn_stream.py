@@ -86,8 +86,9 @@ def test_framing_and_the_delay():
     signal = _signal(40 * hop)
     outs = np.concatenate([streamer.step(signal[i: i + hop]) for i in range(0, len(signal), hop)])
     assert not outs[: step.delay].any()  # the first hop only fills the STFT window
-    np.testing.assert_allclose(outs[step.delay:], _offline(model, signal)[: len(signal) - step.delay],
-                               atol=1e-5, rtol=0)
+    offline = _offline(model, signal)
+    np.testing.assert_allclose(outs[step.delay:], offline[: len(signal) - step.delay], atol=1e-5,
+                               rtol=0)
 
 
 def test_feed_takes_any_block_sizes():
@@ -109,7 +110,7 @@ def test_state_resets_between_files():
     streamer.process(first)
     np.testing.assert_allclose(streamer.process(second), _offline(model, second), atol=1e-5,
                                rtol=0)
-    # without the reset the second file would carry the first one's state (LSTM, buffers): it differs
+    # without the reset the second file would carry the first one's state (LSTM, buffers)
     streamer.feed(first)
     carried = np.concatenate([streamer.feed(second), streamer.flush()])[-len(second):]
     assert np.abs(carried - _offline(model, second)).max() > 1e-3
@@ -128,7 +129,8 @@ def test_onnx_streaming_graph_equals_offline(preset, tmp_path):
     assert [o.name for o in graph.output] == ["enhanced"] + [f"next.{n}" for n in names]
     assert {"LSTM", "ConvTranspose", "BatchNormalization"} <= {n.op_type for n in graph.node}
     runner = OnnxStep(path, threads=1)
-    assert (runner.hop, runner.delay, runner.warmup_hops, runner.latency_ms) == (128, 128, 1, 16.0)
+    framing = (runner.hop, runner.delay, runner.warmup_hops, runner.latency_ms)
+    assert framing == (128, 128, 1, 16.0)
     streamer = Streamer(runner)
     for samples in (4001, 8192):
         signal = _signal(samples, seed=samples)
@@ -150,3 +152,17 @@ def test_what_cannot_stream_gets_a_one_line_error():
     with pytest.raises(DfkdError, match=r"^dccrn: streaming needs the STFT window \(256\) to be "
                                         r"a multiple of the hop \(96\)$"):
         models.streaming_step(models.build("dccrn", "micro-causal", hop_length=96))
+
+
+def test_other_time_kernels_stream_too():
+    # kt = 3 keeps two frames per buffer, kt = 1 none (no state for that level), in both engines
+    torch.manual_seed(0)
+    model = models.build("dccrn", "micro-causal",
+                         kernel_size=[[5, 3], [5, 1], [5, 2], [5, 2], [3, 2]]).eval()
+    step = models.streaming_step(model)
+    assert "encoder1" not in step.state_names and "decoder3" not in step.state_names
+    shapes = dict(zip(step.state_names, (s.shape for s in step.initial_state())))
+    assert shapes["encoder0"] == (1, 2, 1, 128, 2) and shapes["output_layer"] == (1, 2, 8, 64, 2)
+    signal = _signal(3001)
+    np.testing.assert_allclose(Streamer(model).process(signal), _offline(model, signal),
+                               atol=1e-5, rtol=0)

@@ -32,6 +32,8 @@ samples after the last whole frame, which is what ``Streamer.flush`` returns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,21 +95,20 @@ class DCCRNStep(nn.Module):
         bins = [stft.n_freqs]
         for encoder in model.encoders:
             bins.append(bins[-1] // encoder.conv.stride[0])
-        self._frame_buffers: list[tuple[str, int, int, int]] = []
-        for index, encoder in enumerate(model.encoders):
-            c_in = encoder.conv.re.weight.shape[1]
-            self._frame_buffers.append((f"encoder{index}", c_in, bins[index], encoder.causal_pad))
-        n_levels = len(model.encoders)
+        self._encoder_buffers = [
+            (f"encoder{i}", encoder.conv.re.weight.shape[1], bins[i], encoder.causal_pad)
+            for i, encoder in enumerate(model.encoders) if encoder.causal_pad]
         layers = [(f"decoder{i}", d.conv, d.causal_trim) for i, d in enumerate(model.decoders)]
         layers.append(("output_layer", model.output_layer, model.output_trim))
-        for index, (name, conv, frames) in enumerate(layers):  # decoder i mirrors level L-1-i
-            self._frame_buffers.append((name, conv.re.weight.shape[0], bins[n_levels - index], frames))
-        lstms = model.bottleneck.rnn.layers
-        self._lstm = [(f"lstm{i}", layer.re.hidden_size) for i, layer in enumerate(lstms)]
-        encoders = [b[0] for b in self._frame_buffers[:n_levels] if b[3]]
-        decoders = [b[0] for b in self._frame_buffers[n_levels:] if b[3]]
-        lstm_names = [f"{name}.{part}" for name, _ in self._lstm for part in ("h", "c")]
-        self.state_names: list[str] = ["window", *encoders, *lstm_names, *decoders, "istft_tail"]
+        n_levels = len(model.encoders)
+        self._decoder_buffers = [  # decoder i mirrors level L-1-i; weights (in, out, kf, kt)
+            (name, conv.re.weight.shape[0], bins[n_levels - i], frames)
+            for i, (name, conv, frames) in enumerate(layers) if frames]
+        self._lstm_sizes = [layer.re.hidden_size for layer in model.bottleneck.rnn.layers]
+        self.state_names: list[str] = [
+            "window", *(b[0] for b in self._encoder_buffers),
+            *(f"lstm{i}.{part}" for i in range(len(self._lstm_sizes)) for part in ("h", "c")),
+            *(b[0] for b in self._decoder_buffers), "istft_tail"]
         self.eval()
 
     def train(self, mode: bool = True) -> DCCRNStep:
@@ -120,22 +121,19 @@ class DCCRNStep(nn.Module):
         """The state before the first sample: zeros (the causal padding, empty LSTM, no tail)."""
         weight = self.model.stft.basis
         zeros = lambda *shape: torch.zeros(*shape, dtype=weight.dtype, device=weight.device)
-        frames = {name: zeros(batch, 2, channels, bins, pad)
-                  for name, channels, bins, pad in self._frame_buffers if pad}
-        lstm = [zeros(2, 2 * batch, hidden) for _, hidden in self._lstm for _ in ("h", "c")]
-        n_levels = len(self.model.encoders)
-        encoders = [frames[b[0]] for b in self._frame_buffers[:n_levels] if b[3]]
-        decoders = [frames[b[0]] for b in self._frame_buffers[n_levels:] if b[3]]
-        return [zeros(batch, self.delay), *encoders, *lstm, *decoders, zeros(batch, self.delay)]
+        buffers = lambda table: [zeros(batch, 2, channels, n_bins, frames)  # noqa: E731
+                                 for _, channels, n_bins, frames in table]
+        lstm = [zeros(2, 2 * batch, hidden) for hidden in self._lstm_sizes for _ in ("h", "c")]
+        return [zeros(batch, self.delay), *buffers(self._encoder_buffers), *lstm,
+                *buffers(self._decoder_buffers), zeros(batch, self.delay)]
 
     def forward(self, hop: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``hop`` ``(batch, hop)`` and the state -> the enhanced hop ``(batch, hop)`` and the new
         state: output samples ``[t hop, t hop + hop)`` of the offline forward, where ``t`` is the
         STFT frame that ends with ``hop``."""
         model = self.model
-        pending = list(state)
-        take = lambda: pending.pop(0)  # noqa: E731  state tensors in state_names order
-        window = torch.cat([take(), hop], dim=1)
+        old = iter(state)  # the state tensors, taken in state_names order
+        window = torch.cat([next(old), hop], dim=1)
         new_state: list[torch.Tensor] = [window[:, self.hop:]]
         spec = F.conv1d(window.unsqueeze(1), model.stft.basis)  # (B, 2 F, 1): the newest frame
         spec = spec.unflatten(1, (2, model.stft.n_freqs))  # (B, 2, F, 1)
@@ -143,35 +141,37 @@ class DCCRNStep(nn.Module):
         skips = []
         for encoder in model.encoders:
             if encoder.causal_pad:
-                x, buffer = _push(take(), x)
+                x, buffer = _push(next(old), x)
                 new_state.append(buffer)
             x = encoder.act(encoder.norm(encoder.conv(x)))
             skips.append(x)
-        x = torch.cat([self._bottleneck(x, take, new_state), x], dim=2)
+        x = torch.cat([self._bottleneck(x, old, new_state), x], dim=2)
         for decoder, skip in zip(model.decoders, reversed(skips[:-1]), strict=True):
             if decoder.causal_trim:
-                x, buffer = _push(take(), x)
+                x, buffer = _push(next(old), x)
                 new_state.append(buffer)
             x = torch.cat([decoder.act(decoder.norm(_newest_transposed_frame(decoder.conv, x))),
                            skip], dim=2)
         if model.output_trim:
-            x, buffer = _push(take(), x)
+            x, buffer = _push(next(old), x)
             new_state.append(buffer)
         raw = _newest_transposed_frame(model.output_layer, x)
         enhanced = complex_multiply(bound_mask(raw[:, :, 0], model.mask_bound), spec)
         basis = model.stft.basis  # (2 F, 1, win): synthesis of one frame is one matrix product
         segment = torch.matmul(enhanced.flatten(1), basis.reshape(basis.shape[0], -1))
-        summed = segment + F.pad(take(), (0, self.hop))
+        summed = segment + F.pad(next(old), (0, self.hop))
         new_state.append(summed[:, self.hop:])
         return (summed[:, : self.hop], *new_state)
 
-    def _bottleneck(self, x: torch.Tensor, take, new_state: list[torch.Tensor]) -> torch.Tensor:
-        """The complex LSTM + Linear on one frame ``(B, 2, C, F, 1)``, carrying (h, c) per layer
-        (the rule of :class:`~.complex_layers.ComplexMultiply`: ``re(a) - im(b)``, ``re(b) + im(a)``)."""
+    def _bottleneck(self, x: torch.Tensor, old: Iterator[torch.Tensor],
+                    new_state: list[torch.Tensor]) -> torch.Tensor:
+        """The complex LSTM + Linear on one frame ``(B, 2, C, F, 1)``, taking (h, c) per layer
+        from ``old`` and appending the next ones to ``new_state`` (the rule of
+        :class:`~.complex_layers.ComplexMultiply`: ``re(a) - im(b)``, ``re(b) + im(a)``)."""
         bottleneck = self.model.bottleneck
         sequence = x.permute(0, 1, 4, 2, 3).flatten(3)  # (B, 2, 1, C * F), channel-major
         for layer in bottleneck.rnn.layers:
-            h, c = take(), take()
+            h, c = next(old), next(old)
             both = sequence.flatten(0, 1)  # (2 B, 1, D): real and imaginary part as a batch
             out_re, (h_re, c_re) = layer.re(both, (h[0:1], c[0:1]))
             out_im, (h_im, c_im) = layer.im(both, (h[1:2], c[1:2]))
