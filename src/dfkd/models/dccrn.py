@@ -32,13 +32,17 @@ import torch
 from torch import nn
 
 from ..errors import DfkdError
-from .complex_layers import (
+from .complex_layers import (  # the mask helpers live there so dccrn_stream can share them
+    MASK_BOUNDS,
+    MASK_EPS,  # noqa: F401  re-exported
     ComplexConv2d,
     ComplexConvTranspose2d,
     ComplexLinear,
     ComplexLSTM,
     ComplexPReLU,
     OnReIm,
+    bound_mask,
+    complex_multiply,
 )
 from .conv_stft import ConvSTFT, check_stft_sizes
 from .layers import check_waveforms
@@ -68,10 +72,6 @@ def latency_samples(config: Mapping[str, Any]) -> int | None:
     if not config.get("causal"):
         return None
     return int(config.get("win_length") or 400)
-
-MASK_BOUNDS = ("tanh", "sigmoid", "none")
-# |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.
-MASK_EPS = 1e-8
 
 
 def _layer_pairs(value: Any, n_layers: int, name: str) -> list[list[int]]:
@@ -213,32 +213,6 @@ class LSTMBottleneck(nn.Module):
         sequence = x.permute(0, 1, 4, 2, 3).flatten(3)  # (B, 2, T, C * F)
         out = self.linear(self.rnn(sequence))
         return out.unflatten(3, (self.channels, self.n_freqs)).permute(0, 1, 3, 4, 2)
-
-
-def bound_mask(mask: torch.Tensor, bound: str) -> torch.Tensor:
-    """Bound a complex mask ``(B, 2, F, T)`` (Choi et al. 2019 as used by DCCRN, paper eq. 7).
-
-    ``tanh``: ``tanh(|M|) e^{i phase(M)}`` written as ``tanh(|M|) * M / |M|`` (no atan2, exports and
-    has a finite gradient at 0), with ``|M| = sqrt(re^2 + im^2 + 1e-8)``. ``sigmoid``: a sigmoid on
-    the real and imaginary parts (asteroid's BDSS). ``none``: the raw mask.
-
-    Args:
-        mask: the network's raw complex mask.
-        bound: one of ``MASK_BOUNDS``.
-    """
-    if bound == "tanh":
-        magnitude = torch.sqrt(mask.pow(2).sum(dim=1, keepdim=True) + MASK_EPS)
-        return mask * (torch.tanh(magnitude) / magnitude)
-    if bound == "sigmoid":
-        return torch.sigmoid(mask)
-    return mask
-
-
-def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Product of two complex tensors stored as ``(B, 2, ...)``."""
-    real = a[:, 0] * b[:, 0] - a[:, 1] * b[:, 1]
-    imag = a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0]
-    return torch.stack([real, imag], dim=1)
 
 
 class DCCRN(nn.Module):

@@ -39,8 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DfkdError
-from .complex_layers import ComplexConvTranspose2d, complex_block_bias, complex_block_weight
-from .dccrn import DCCRN, bound_mask, complex_multiply
+from .complex_layers import (
+    ComplexConvTranspose2d,
+    bound_mask,
+    complex_block_bias,
+    complex_block_weight,
+    complex_multiply,
+)
 
 
 def _newest_transposed_frame(layer: ComplexConvTranspose2d, history: torch.Tensor) -> torch.Tensor:
@@ -77,7 +82,7 @@ class DCCRNStep(nn.Module):
         state_names: names of the state tensors, in the order ``forward`` takes and returns them.
     """
 
-    def __init__(self, model: DCCRN) -> None:
+    def __init__(self, model: nn.Module) -> None:  # a dccrn.DCCRN (no import: cycle)
         super().__init__()
         if not getattr(model, "causal", False):
             raise DfkdError("dccrn: only a causal model (preset tiny-causal or micro-causal, "
