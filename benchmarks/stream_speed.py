@@ -1,11 +1,13 @@
 """Streaming speed of every causal student, PyTorch vs ONNX Runtime, side by side in one run.
 
 For each causal preset (`*-causal` of :data:`dfkd.models.CAUSAL_PRESETS` except the test-only
-`mini-causal`): compute time per hop and the real-time factor (time per hop / hop duration) on one
-thread, for the PyTorch step and the exported streaming graph, timed round-robin (median of the
-rounds) so that load from other processes falls on both alike; then ORT over PyTorch. Beside them,
-the non-causal student of the same size run offline on the whole clip (what `dfkd enhance` does
-in chunks; PyTorch, one thread): what streaming costs in compute against waiting for the file.
+`mini-causal`; named `arch/preset`, a bare preset is Conv-TasNet's; DCCRN-CL's `tiny-causal` and
+`micro-causal` stream one STFT frame per hop): compute time per hop and the real-time factor (time
+per hop / hop duration) on one thread, for the PyTorch step and the exported streaming graph,
+timed round-robin (median of the rounds) so that load from other processes falls on both alike;
+then ORT over PyTorch. Beside them, the non-causal student of the same size run offline on the
+whole clip (what `dfkd enhance` does in chunks; PyTorch, one thread): what streaming costs in
+compute against waiting for the file.
 
     PYTHONPATH=src python benchmarks/stream_speed.py [--seconds 1] [--rounds 3]
 """
@@ -32,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--presets", default="tiny-causal,micro-causal,student-causal")
+    parser.add_argument("--presets", default="tiny-causal,micro-causal,student-causal,"
+                        "dccrn/tiny-causal,dccrn/micro-causal")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"one thread, {args.seconds:g} s of audio per round, median of {args.rounds} rounds, "
@@ -41,12 +44,14 @@ def main() -> None:
           "ORT RTF | ORT over PyTorch | non-causal offline RTF | ORT streaming cost / offline |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.presets.split(","):
+        for entry in args.presets.split(","):
+            arch, _, preset = entry.rpartition("/")
+            arch = arch or "convtasnet"
             torch.manual_seed(0)
-            model = models.build("convtasnet", preset).eval()
-            path = export_streaming(model, Path(tmp) / f"{preset}.onnx")
+            model = models.build(arch, preset).eval()
+            path = export_streaming(model, Path(tmp) / f"{arch}-{preset}.onnx")
             steps = {"pytorch": TorchStep(model), "ort": OnnxStep(path, threads=1)}
-            offline_model = models.build("convtasnet", preset.removesuffix("-causal")).eval()
+            offline_model = models.build(arch, preset.removesuffix("-causal")).eval()
             times: dict[str, list[dict]] = {name: [] for name in steps}
             offline: list[float] = []
             for _ in range(args.rounds):  # round-robin: one round of each engine in turn
@@ -58,7 +63,7 @@ def main() -> None:
                    for name, rows in times.items()}
             first = times["pytorch"][0]
             hop_ms = first["hop_ms"]
-            print(f"| convtasnet/{preset} | {hop_ms:g} | {first['latency_ms']:g} | "
+            print(f"| {arch}/{preset} | {hop_ms:g} | {first['latency_ms']:g} | "
                   f"{med['pytorch']:.3f} | {med['pytorch'] / hop_ms:.3f} | {med['ort']:.3f} | "
                   f"{med['ort'] / hop_ms:.3f} | {med['pytorch'] / med['ort']:.2f}x | "
                   f"{float(np.median(offline)):.4f} | "

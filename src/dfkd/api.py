@@ -224,6 +224,7 @@ def distill_student(
     resume: bool = False,
     progress: bool = False,
     arch: str | None = None,
+    **kd_options: Any,
 ) -> Path:
     """Distil a student from ``teacher``, exactly as ``dfkd distill`` does; returns the run folder.
 
@@ -246,6 +247,9 @@ def distill_student(
         progress: show the progress bar.
         arch: the student's architecture (default: the teacher's; required for a teacher that is
             an ONNX or TorchScript file or a folder of enhanced files).
+        **kd_options: the method's own options, by the names the grid uses (``adapter="fixed:1000"``,
+            ``scale_fix=True``, ``bands=8``; :func:`dfkd.distill.methods.kd_options` lists them);
+            an option the method does not have is a :class:`DfkdError`.
 
     Returns:
         ``out`` as a :class:`~pathlib.Path`: ``best.pt``, ``last.pt``, ``config.yaml``,
@@ -272,8 +276,22 @@ def distill_student(
              "kd.weight": kd_weight, "seed": seed, "model.arch": arch}
     if not resume:
         given.update({"model.preset": preset, "kd.method": method})
+    given.update(_kd_option_keys(method if not resume else str(cfg.kd.method), kd_options))
     for key, value in given.items():
         if value is not None:
             set_key(cfg, key, value)
     cfg.progress = bool(progress)
     return Path(run_training(cfg, out, resume=resume))
+
+
+def _kd_option_keys(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``{option: value}`` of ``method`` -> ``{"kd.<config key>": value}`` (clear error for a
+    name the method does not declare)."""
+    from .distill.methods import kd_options as declared
+
+    keys = {o.option: o.key for o in declared(method)}
+    unknown = sorted(set(options) - set(keys))
+    if unknown:
+        raise DfkdError(f"KD method {method!r} has no option {', '.join(map(repr, unknown))}; "
+                        f"its options: {', '.join(keys) or 'none'}")
+    return {f"kd.{keys[name]}": value for name, value in options.items()}

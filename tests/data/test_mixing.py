@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 import soundfile as sf
 import torch
@@ -118,12 +119,18 @@ def test_a_clean_noise_folder_pair_trains_a_student(corpus, tmp_path):
 
     save_checkpoint(teacher, model_payload(build("convtasnet", "mini"), train_seed=0))
     run = dfkd.distill_student(teacher=teacher, data=corpus, out=tmp_path / "student", preset="mini",
-                               method="dfkd", steps=2,
+                               method="dfkd", steps=2, adapter="fixed:1000",
                                settings={"batch_size": 2, "data.segment_seconds": 0.5,
                                          "valid_every": 2, "data.valid_segment_seconds": 0.5,
                                          "data.pesq_clips": 1, "threads": 1})
     assert (run / "best.pt").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["kd"]["adapter"] == "fixed:1000"
     history = json.loads((run / "history.json").read_text())
     assert history["valid"] and np.isfinite(history["valid"][-1]["si_snr"])
     enhanced = dfkd.load(run).enhance(np.zeros(SR, np.float32) + 0.01, SR)
     assert enhanced.shape == (SR,)
+    # an option the method does not declare fails before anything is written
+    with pytest.raises(DfkdError, match=r"KD method 'sisnr' has no option 'adapter'"):
+        dfkd.distill_student(teacher=teacher, data=corpus, out=tmp_path / "bad", method="sisnr",
+                             adapter="fixed:1000")
+    assert not (tmp_path / "bad").exists()

@@ -18,11 +18,13 @@ from dfkd.errors import DfkdError
 from dfkd.models import build
 
 
-@pytest.fixture(scope="module")
-def causal(tmp_path_factory):
+@pytest.fixture(scope="module", params=[("convtasnet", "mini-causal"), ("dccrn", "micro-causal")],
+                ids=lambda p: p[0])
+def causal(request, tmp_path_factory):
+    arch, preset = request.param
     torch.manual_seed(0)
-    model = build("convtasnet", "mini-causal").eval()
-    path = tmp_path_factory.mktemp("causal") / "mini-causal.pt"
+    model = build(arch, preset).eval()
+    path = tmp_path_factory.mktemp("causal") / f"{preset}.pt"
     save_checkpoint(path, model_payload(model))
     return path, model
 
@@ -36,7 +38,8 @@ def test_export_streaming_then_enhance_a_file_and_a_pipe(causal, tmp_path, capsy
     ckpt, model = causal
     onnx_path = tmp_path / "stream.onnx"
     assert cli.main(["export", str(ckpt), "--onnx", str(onnx_path), "--streaming"]) == 0
-    assert "streaming graph, hop 8 samples" in capsys.readouterr().out
+    hop = {"convtasnet": 8, "dccrn": 128}[model.ARCH]
+    assert f"streaming graph, hop {hop} samples" in capsys.readouterr().out
     signal = (np.random.default_rng(0).standard_normal(4001) * 0.2).astype(np.float32)
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     sf.write(src, signal, 16000, subtype="FLOAT")
@@ -58,30 +61,34 @@ def test_export_streaming_then_enhance_a_file_and_a_pipe(causal, tmp_path, capsy
 
 
 def test_stream_errors_are_one_line(causal, tmp_path, capsys):
-    ckpt, _ = causal
+    ckpt, model = causal
     with pytest.raises(DfkdError, match=r"^standard input ended inside a sample \(3 stray bytes "
                                         r"of float32\)$"):
         stream_pipe(Streamer(load_step(ckpt)), io.BytesIO(b"\0" * 67), io.BytesIO())
     plain = tmp_path / "plain.pt"
-    save_checkpoint(plain, model_payload(build("convtasnet", "mini")))
+    save_checkpoint(plain, model_payload(build(model.ARCH, "mini")))
     assert cli.main(["enhance", str(plain), "in.wav", "--out", "o.wav", "--stream"]) == 1
-    assert "plain.pt: convtasnet: only a causal model" in capsys.readouterr().err
+    assert f"plain.pt: {model.ARCH}: only a causal model" in capsys.readouterr().err
     assert cli.main(["enhance", str(ckpt), "-", "--out", "o.wav", "--stream"]) == 1
     assert "INPUT '-' (standard input) goes with --out -" in capsys.readouterr().err
 
 
-def test_bench_stream_reports_per_hop_time_rtf_and_latency(capsys, tmp_path):
+# (hop ms, latency ms, hops in 0.25 s): Conv-TasNet L 16 / hop 8; DCCRN STFT 256 / hop 128
+@pytest.mark.parametrize("arch,preset,hop_ms,latency,hops", [
+    ("convtasnet", "mini-causal", 0.5, 1.0, 500), ("dccrn", "micro-causal", 8.0, 16.0, 31)])
+def test_bench_stream_reports_per_hop_time_rtf_and_latency(arch, preset, hop_ms, latency, hops,
+                                                           capsys, tmp_path):
     out_json = tmp_path / "b.json"
-    assert cli.main(["bench", "--stream", "--arch", "convtasnet", "--presets", "mini-causal",
+    assert cli.main(["bench", "--stream", "--arch", arch, "--presets", preset,
                      "--threads", "1", "--seconds", "0.25", "--rounds", "1",
                      "--json", str(out_json)]) == 0
     rows = json.loads(out_json.read_text())["stream"]
     assert [(r["engine"], r["threads"]) for r in rows] == [("pytorch", 1), ("onnxruntime", 1)]
     for row in rows:
-        assert row["hop_ms"] == 0.5 and row["latency_ms"] == 1.0 and row["hops"] == 500
-        assert row["rtf"] == pytest.approx(row["per_hop_ms"] / 0.5)
+        assert row["hop_ms"] == hop_ms and row["latency_ms"] == latency and row["hops"] == hops
+        assert row["rtf"] == pytest.approx(row["per_hop_ms"] / hop_ms)
         assert 0 < row["per_hop_ms"] < 50
-    assert "| convtasnet/mini-causal | onnxruntime | 1 | 0.5 |" in capsys.readouterr().out
+    assert f"| {arch}/{preset} | onnxruntime | 1 | {hop_ms:g} |" in capsys.readouterr().out
 
 
 def test_stream_file_keeps_rate_channels_and_subtype(causal, tmp_path):

@@ -190,7 +190,10 @@ def export_streaming(model: nn.Module, path: str | os.PathLike,
     shapes). The file's metadata carries the framing (``dfkd.streaming``: hop, delay, warm-up
     hops, latency) besides the arch and config, so :class:`OnnxStep` needs no model code."""
     model = model.eval()
-    module = streaming_step(model)
+    # eval before export: torch.onnx.export restores the module's previous mode afterwards, and a
+    # fresh step module is in training mode, which would leave the shared model training
+    # (BatchNorm/dropout) for the caller
+    module = streaming_step(model).eval()
     names = module.state_names
     state = module.initial_state()
     framing = {"hop": module.hop, "delay": module.delay, "warmup_hops": module.warmup_hops,

@@ -147,8 +147,8 @@ def streaming_step(model: nn.Module) -> nn.Module:
     arch = str(getattr(model, "ARCH", type(model).__name__))
     module = arch_module(arch) if arch in _MODULES else None
     if module is None or not hasattr(module, "streaming_step"):
-        raise DfkdError(f"{arch}: no streaming form yet (causal Conv-TasNet presets stream: "
-                        "convtasnet *-causal)")
+        raise DfkdError(f"{arch}: no streaming form yet (causal presets stream: convtasnet "
+                        "*-causal, dccrn and dptnet tiny-causal / micro-causal)")
     return module.streaming_step(model)
 
 

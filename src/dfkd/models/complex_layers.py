@@ -13,7 +13,9 @@ Enhancement", Interspeech 2020 (arXiv 2008.00264), Section 2.2, with asteroid 0.
 The convolutions run as ONE real convolution with the block weight ``[[W_r, -W_i], [W_i, W_r]]``
 on the ``2 * channels`` real channels: the same products as asteroid's four convolutions, in one
 call, which is faster on CPU and gives a smaller ONNX graph. The LSTMs and Linears instead run
-both parts through each real layer as a doubled batch.
+both parts through each real layer as a doubled batch. The mask DCCRN applies (:func:`bound_mask`,
+:func:`complex_multiply`) lives here too, so the offline model and its streaming step
+(:mod:`dfkd.models.dccrn_stream`) share it without importing each other.
 """
 
 from __future__ import annotations
@@ -260,3 +262,34 @@ class ComplexLinear(ComplexMultiply):
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(lambda: nn.Linear(in_features, out_features))
+
+
+MASK_BOUNDS = ("tanh", "sigmoid", "none")
+# |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.
+MASK_EPS = 1e-8
+
+
+def bound_mask(mask: torch.Tensor, bound: str) -> torch.Tensor:
+    """Bound a complex mask ``(B, 2, F, T)`` (Choi et al. 2019 as used by DCCRN, paper eq. 7).
+
+    ``tanh``: ``tanh(|M|) e^{i phase(M)}`` written as ``tanh(|M|) * M / |M|`` (no atan2, exports and
+    has a finite gradient at 0), with ``|M| = sqrt(re^2 + im^2 + 1e-8)``. ``sigmoid``: a sigmoid on
+    the real and imaginary parts (asteroid's BDSS). ``none``: the raw mask.
+
+    Args:
+        mask: the network's raw complex mask.
+        bound: one of ``MASK_BOUNDS``.
+    """
+    if bound == "tanh":
+        magnitude = torch.sqrt(mask.pow(2).sum(dim=1, keepdim=True) + MASK_EPS)
+        return mask * (torch.tanh(magnitude) / magnitude)
+    if bound == "sigmoid":
+        return torch.sigmoid(mask)
+    return mask
+
+
+def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Product of two complex tensors stored as ``(B, 2, ...)``."""
+    real = a[:, 0] * b[:, 0] - a[:, 1] * b[:, 1]
+    imag = a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0]
+    return torch.stack([real, imag], dim=1)

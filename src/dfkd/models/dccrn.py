@@ -14,7 +14,9 @@ encoder reads frames ``t`` and ``t + 1`` and each decoder gives the frame back, 
 ``t`` looks ``len(channels)`` frames ahead (6 frames, 60 ms, for DCCRN-CL). Parameter counts and
 outputs equal asteroid's (checked against its fixtures); see ``README.md, "DCCRN (DCCRN-CL)"``.
 ``causal=True`` (presets ``tiny-causal``, ``micro-causal``) is the paper's causal setting: past-only
-time padding, so the only wait is the STFT window (:func:`latency_samples`).
+time padding, so the only wait is the STFT window (:func:`latency_samples`); such a model
+streams one STFT frame at a time with explicit state (:func:`streaming_step`,
+:mod:`dfkd.models.dccrn_stream`).
 The asteroid checkpoint converters live in :mod:`dfkd.models.dccrn_from_asteroid` and are
 re-exported here (``config_from_asteroid``, ``state_dict_from_asteroid``), as the architecture
 module contract of :mod:`dfkd.models` asks.
@@ -30,13 +32,17 @@ import torch
 from torch import nn
 
 from ..errors import DfkdError
-from .complex_layers import (
+from .complex_layers import (  # the mask helpers live there so dccrn_stream can share them
+    MASK_BOUNDS,
+    MASK_EPS,  # noqa: F401  re-exported
     ComplexConv2d,
     ComplexConvTranspose2d,
     ComplexLinear,
     ComplexLSTM,
     ComplexPReLU,
     OnReIm,
+    bound_mask,
+    complex_multiply,
 )
 from .conv_stft import ConvSTFT, check_stft_sizes
 from .layers import check_waveforms
@@ -66,10 +72,6 @@ def latency_samples(config: Mapping[str, Any]) -> int | None:
     if not config.get("causal"):
         return None
     return int(config.get("win_length") or 400)
-
-MASK_BOUNDS = ("tanh", "sigmoid", "none")
-# |M| = sqrt(re^2 + im^2 + eps), asteroid-filterbanks' magphase epsilon.
-MASK_EPS = 1e-8
 
 
 def _layer_pairs(value: Any, n_layers: int, name: str) -> list[list[int]]:
@@ -211,32 +213,6 @@ class LSTMBottleneck(nn.Module):
         sequence = x.permute(0, 1, 4, 2, 3).flatten(3)  # (B, 2, T, C * F)
         out = self.linear(self.rnn(sequence))
         return out.unflatten(3, (self.channels, self.n_freqs)).permute(0, 1, 3, 4, 2)
-
-
-def bound_mask(mask: torch.Tensor, bound: str) -> torch.Tensor:
-    """Bound a complex mask ``(B, 2, F, T)`` (Choi et al. 2019 as used by DCCRN, paper eq. 7).
-
-    ``tanh``: ``tanh(|M|) e^{i phase(M)}`` written as ``tanh(|M|) * M / |M|`` (no atan2, exports and
-    has a finite gradient at 0), with ``|M| = sqrt(re^2 + im^2 + 1e-8)``. ``sigmoid``: a sigmoid on
-    the real and imaginary parts (asteroid's BDSS). ``none``: the raw mask.
-
-    Args:
-        mask: the network's raw complex mask.
-        bound: one of ``MASK_BOUNDS``.
-    """
-    if bound == "tanh":
-        magnitude = torch.sqrt(mask.pow(2).sum(dim=1, keepdim=True) + MASK_EPS)
-        return mask * (torch.tanh(magnitude) / magnitude)
-    if bound == "sigmoid":
-        return torch.sigmoid(mask)
-    return mask
-
-
-def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Product of two complex tensors stored as ``(B, 2, ...)``."""
-    real = a[:, 0] * b[:, 0] - a[:, 1] * b[:, 1]
-    imag = a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0]
-    return torch.stack([real, imag], dim=1)
 
 
 class DCCRN(nn.Module):
@@ -468,3 +444,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 CAUSAL_SUFFIX = "-causal"
 PRESETS.update({name + CAUSAL_SUFFIX: dict(PRESETS[name], causal=True)
                 for name in ("tiny", "micro")})
+
+
+def streaming_step(model: DCCRN) -> nn.Module:
+    """The one-STFT-frame-at-a-time form of a causal model (:class:`~.dccrn_stream.DCCRNStep`);
+    raises :class:`DfkdError` for a non-causal one."""
+    from .dccrn_stream import DCCRNStep  # the step module imports this one
+
+    return DCCRNStep(model)
