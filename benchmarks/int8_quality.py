@@ -5,7 +5,8 @@ For every architecture and preset, exports the fp32 ONNX file, quantises it both
 MatMul/LSTM; ``dynamic`` = MatMul/LSTM only), then in one run:
 
 * times PyTorch eager, ORT fp32, ORT static int8 and ORT dynamic int8 round-robin (one call of
-  each per round, median of ``--rounds``) on a ``--seconds`` clip at ``--threads`` threads;
+  each per round, median of ``--rounds``) on a ``--seconds`` clip at ``--threads`` threads, plus a
+  second session of the fp32 file whose ratio to the first shows the run's timing noise;
 * scores fp32 and both int8 files on ``--clips`` test clips of ``--data``: the int8 output's
   SI-SNR against the fp32 output ("agreement", how closely int8 follows fp32), and the change in
   SI-SNR (= SI-SNRi, same noisy input) and PESQ-WB against the clean references.
@@ -92,6 +93,9 @@ def measure(arch: str, preset: str, workdir: Path, args, calibration, pairs) -> 
     for name, path in files.items():
         session = onnx_session(path, threads=args.threads)
         runners[name] = (lambda s: lambda: onnx_forward(s, noisy))(session)
+    # a second session of the fp32 file: its "speed-up" over the first is pure timing noise
+    control = onnx_session(files["fp32"], threads=args.threads)
+    runners["fp32-control"] = lambda: onnx_forward(control, noisy)
     seconds = time_round_robin(runners, args.rounds)
     row = {"arch": arch, "preset": preset, "trained": preset == "small",
            "seconds_per_call": seconds, "fp32_bytes": files["fp32"].stat().st_size,
@@ -104,13 +108,15 @@ def measure(arch: str, preset: str, workdir: Path, args, calibration, pairs) -> 
                        "agreement_si_snr": quality["agreement_si_snr"],
                        "delta": quality["delta"], "fp32_scores": quality["reference"]}
     row["fp32_over_pytorch"] = seconds["pytorch"] / seconds["fp32"]
+    row["noise"] = seconds["fp32"] / seconds["fp32-control"]
     return row
 
 
 def table(rows: list[dict], threads: int) -> str:
     lines = [f"| model | int8 | speed over ORT fp32 ({threads} thread) | size | int8 vs fp32 output "
-             "(SI-SNR) | SI-SNRi change | PESQ-WB change | ORT fp32 over PyTorch |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "(SI-SNR) | SI-SNRi change | PESQ-WB change | ORT fp32 over PyTorch | noise (fp32 over "
+             "a second fp32 session) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         name = f"{row['arch']}/{row['preset']}" + ("" if row["trained"] else " (untrained)")
         for scheme in SCHEMES:
@@ -120,7 +126,7 @@ def table(rows: list[dict], threads: int) -> str:
                 f"| {name} | {scheme}{mark} | {cell['speedup_over_fp32']:.2f}x | "
                 f"{cell['size_ratio']:.2f}x | {cell['agreement_si_snr']:.1f} dB | "
                 f"{cell['delta']['si_snr']:+.3f} dB | {cell['delta']['pesq_wb']:+.3f} | "
-                f"{row['fp32_over_pytorch']:.2f}x |")
+                f"{row['fp32_over_pytorch']:.2f}x | {row['noise']:.2f}x |")
     return "\n".join(lines)
 
 

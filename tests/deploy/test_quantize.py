@@ -93,6 +93,11 @@ def test_static_quantises_dccrn_convolutions_and_its_lstm(tmp_path):
     assert report["quantized_ops"].get("QLinearConv", 0) > 0
     assert report["quantized_ops"].get("DynamicQuantizeLSTM", 0) > 0
     assert report["calibration_segments"] == 2
+    # the STFT and the encoder (which read the spectrogram) stay float32, the decoder is int8
+    kept = report["float32_nodes"]
+    assert kept[0] == "/stft/Conv" and all(n.startswith("/encoders.") for n in kept[1:])
+    assert len(kept) == 1 + 2 * len(build("dccrn", "mini").encoders)
+    assert report["float_ops"]["Conv"] == len(kept)
 
 
 def test_calibration_segments_have_one_shape():
