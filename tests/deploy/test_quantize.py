@@ -72,13 +72,17 @@ def test_dynamic_scheme_and_int8_ops_keep_the_old_behaviour(checkpoint, tmp_path
     assert int8["scheme"] == "dynamic" and int8["quantized_ops"] == {}  # no MatMul/LSTM here
 
 
+def test_default_scheme_per_architecture():
+    assert [default_scheme(a) for a in ("convtasnet", "dccrn", "dptnet", "unknown")] == [
+        "static", "static", "dynamic", "dynamic"]
+
+
 @pytest.mark.parametrize("arch", ["dptnet", "dccrn"])
-def test_recurrent_models_default_to_dynamic(arch, tmp_path):
-    assert default_scheme(arch) == "dynamic"
+def test_dynamic_quantises_the_lstm(arch, tmp_path):
     torch.manual_seed(0)
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
     export_onnx(build(arch, "mini"), fp32)
-    report = quantize_for(arch, fp32, int8)
+    report = quantize_for(arch, fp32, int8, scheme="dynamic")
     assert report["scheme"] == "dynamic"
     assert report["quantized_ops"].get("DynamicQuantizeLSTM", 0) > 0
 

@@ -8,7 +8,7 @@ with a scale ``s`` and zero point ``z``. ONNX Runtime offers two ways to get the
 * **dynamic** (``quantize_dynamic``, :func:`dfkd.deploy.export.quantize_int8`): int8 weights,
   activation scales computed at run time for every call. Its ``ConvInteger`` has no fused,
   blocked kernel on x86 and made every model here 4-5x slower; its ``MatMulInteger`` and
-  ``DynamicQuantizeLSTM`` do pay, so dynamic suits DPTNet (MatMul + LSTM) and DCCRN's LSTM.
+  ``DynamicQuantizeLSTM`` do pay a little, so dynamic suits DPTNet (MatMul + LSTM).
 * **static** (``quantize_static`` in QDQ format, :func:`quantize_static_int8`): activation scales
   fixed beforehand from calibration clips; the graph carries ``QuantizeLinear`` /
   ``DequantizeLinear`` pairs around each convolution, which ONNX Runtime's graph optimiser fuses
@@ -26,8 +26,8 @@ What is left in float32, and why (measured with ``benchmarks/int8_quality.py``; 
 * DCCRN's **encoder** convolutions, which read the complex spectrogram (:func:`float_convs`);
 * ``LeakyRelu`` / ``Add``: quantising them too cost 3 dB agreement and no speed (each still
   meets a float InstanceNormalization, so the graph re-enters float anyway);
-* ``ConvTranspose`` and ``com.microsoft.MultiHeadAttention``: ONNX Runtime's CPU provider has no
-  fused int8 kernel for either.
+* ``ConvTranspose`` (one final overlap-add per model, a few per cent of the time) and
+  ``com.microsoft.MultiHeadAttention`` (a float-only fused kernel) are not in the quantised set.
 
 Calibration uses the histogram ``Percentile`` method (99.999 %): it ignores the rare peak that
 MinMax lets set the whole scale (+2 dB agreement on Conv-TasNet). It needs inputs of one shape,
@@ -47,9 +47,13 @@ from ..files import atomic_write
 from .export import _quiet_root_logger, op_counts, quantize_int8
 
 #: int8 scheme per architecture, chosen from measurements (see the module docstring / README).
-DEFAULT_SCHEME: dict[str, str] = {"convtasnet": "static", "dccrn": "dynamic", "dptnet": "dynamic"}
+#: Measured at 1 thread (benchmarks/int8_quality.py): static was 1.30-1.45x the fp32 speed on
+#: Conv-TasNet and 1.46-1.61x on DCCRN (dynamic: 0.89-1.19x); on DPTNet both were 1.03-1.15x and
+#: dynamic follows fp32 closer (42-48 dB against 32-45 dB), since its time goes to the LSTM
+#: recurrence and the attention, which neither scheme makes integer.
+DEFAULT_SCHEME: dict[str, str] = {"convtasnet": "static", "dccrn": "static", "dptnet": "dynamic"}
 SCHEMES: tuple[str, ...] = ("static", "dynamic")
-CALIBRATION_CLIPS = 8  # default number of clips; more changes the scales by < 0.1 dB agreement
+CALIBRATION_CLIPS = 8  # default number of clips (the benchmark's 8 demo train clips: 3 s each)
 CALIBRATION_SECONDS = 3.0  # each calibration input: one segment of this length
 STATIC_OPS: tuple[str, ...] = ("Conv",)
 #: node-name prefixes (as exported through dfkd.deploy.rewrite) of convs kept in float32
