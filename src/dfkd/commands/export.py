@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the model")
     parser.add_argument("--int8", action="store_true",
                         help="also write an int8 model and report its cost (scheme per "
-                             "architecture: static QDQ convolutions for Conv-TasNet, dynamic "
-                             "MatMul/LSTM for DCCRN and DPTNet; see --int8-scheme)")
+                             "architecture: static QDQ convolutions for Conv-TasNet and DCCRN, "
+                             "dynamic MatMul/LSTM for DPTNet; see --int8-scheme)")
     parser.add_argument("--int8-scheme", choices=("auto", "static", "dynamic"), default="auto",
                         help="static: convolutions quantised with scales calibrated on clips "
                              "(QDQ, fused into QLinearConv) + dynamic MatMul/LSTM; dynamic: "
