@@ -148,3 +148,23 @@ def test_calibration_options_need_int8(checkpoint, tmp_path):
     assert main(["export", str(checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--int8",
                  "--int8-scheme", "static", "--int8-ops", "all"]) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_static_quantisation_leaves_no_file(tmp_path, monkeypatch):
+    import onnxruntime.quantization as quantization
+
+    torch.manual_seed(0)
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    export_onnx(build("convtasnet", "mini"), fp32)
+    with pytest.raises(DfkdError, match="calibration"):
+        quantize_for("convtasnet", fp32, int8, clips=[])
+
+    def half_written(model_input, model_output, *args, **kwargs):
+        with open(model_output, "wb") as handle:
+            handle.write(b"partial")
+        raise RuntimeError("calibration interrupted")
+
+    monkeypatch.setattr(quantization, "quantize_static", half_written)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        quantize_for("convtasnet", fp32, int8, clips=[np.zeros(16000, np.float32)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no partial or temp file
