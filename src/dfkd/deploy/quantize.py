@@ -185,8 +185,10 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike,
     Per-channel s8 weights, u8 activations (the fast pair on x86), Percentile calibration, the
     convolutions of :func:`float_convs` (or ``keep_float``, node names) kept in float32, then
     ``MatMul`` / ``LSTM`` quantised dynamically (see the module docstring). ``method`` is the
-    ``onnxruntime.quantization.CalibrationMethod`` (MinMax cost DCCRN 0.8 dB SI-SNRi more). Returns the same report as
-    :func:`dfkd.deploy.export.quantize_int8` plus ``"scheme": "static"``.
+    ``onnxruntime.quantization.CalibrationMethod`` (MinMax cost DCCRN 0.8 dB SI-SNRi more).
+    Returns the report of :func:`dfkd.deploy.export.quantize_int8` (its op counts taken from the
+    graph ONNX Runtime runs, :func:`fused_op_counts`) plus ``"scheme": "static"``, the
+    ``float32_nodes`` kept and the number of ``calibration_segments``.
     """
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
