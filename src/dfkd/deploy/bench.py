@@ -142,6 +142,7 @@ def _onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], Any]:
 def _prepare_onnx(entry: BenchModel, workdir: Path, engines: Sequence[str],
                   int8_ops: Sequence[str] | None) -> dict[str, Path]:
     from .export import export_onnx, quantize_int8
+    from .quantize import quantize_for
 
     paths: dict[str, Path] = {}
     if "onnx-fp32" in engines or "onnx-int8" in engines:
@@ -150,8 +151,20 @@ def _prepare_onnx(entry: BenchModel, workdir: Path, engines: Sequence[str],
                               else export_onnx(entry.model, workdir / f"{stem}.onnx"))
         if "onnx-int8" in engines:
             paths["onnx-int8"] = workdir / f"{stem}.int8.onnx"
-            quantize_int8(paths["onnx-fp32"], paths["onnx-int8"], op_types=int8_ops)
+            if int8_ops:  # an explicit operator list: dynamic quantisation of those types
+                quantize_int8(paths["onnx-fp32"], paths["onnx-int8"], op_types=int8_ops)
+            else:  # what `dfkd export --int8` writes for this architecture
+                quantize_for(entry.arch, paths["onnx-fp32"], paths["onnx-int8"],
+                             clips=_calibration_clips())
     return paths
+
+
+def _calibration_clips() -> list[np.ndarray]:
+    """Calibration for a static-int8 default: the clips `dfkd export --int8` uses without data."""
+    from .export import synthetic_pairs
+    from .quantize import CALIBRATION_CLIPS
+
+    return [noisy for noisy, _ in synthetic_pairs(count=CALIBRATION_CLIPS, seed=1)]
 
 
 def benchmark(
@@ -167,8 +180,10 @@ def benchmark(
     """Time every model on every engine and thread count (see the module docstring).
 
     ``rounds`` fixes the number of timed rounds; by default it is chosen so that all rounds take
-    about ``budget_seconds`` (at least 3, at most 15) after one warm-up round. ``int8_ops`` is
-    passed to :func:`dfkd.deploy.export.quantize_int8`.
+    about ``budget_seconds`` (at least 3, at most 15) after one warm-up round. ``onnx-int8`` is
+    the architecture's default scheme (:func:`dfkd.deploy.quantize.quantize_for`, calibrated on
+    synthetic clips when static), or, with ``int8_ops``, dynamic quantisation of those types
+    (:func:`dfkd.deploy.export.quantize_int8`).
     """
     from tqdm import tqdm
 

@@ -13,6 +13,8 @@ What dynamic quantisation can touch in these models (onnxruntime 1.32): ``Conv``
 ``DynamicQuantizeLSTM``. By default only ``MatMul`` and ``LSTM`` are quantised
 (:data:`DEFAULT_INT8_OPS`): ONNX Runtime's CPU ``ConvInteger`` made every model 4-5x slower than
 float ``Conv`` (measured on the 2-core development CPU), so quantising convolutions buys size only.
+Convolutions that pay in int8 are quantised statically instead (:mod:`dfkd.deploy.quantize`, which
+also picks the scheme per architecture for ``dfkd export --int8``).
 """
 
 from __future__ import annotations
