@@ -1,0 +1,67 @@
+"""The grid's options for a time-limited GPU machine (gpu/device_study.sh): more runs at once,
+a deadline, test scores left to a later run; none of them changes what a run is."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from dfkd.errors import DfkdError
+from dfkd.experiment.config import parse_config
+from dfkd.experiment.runner import ExperimentRunner
+
+from test_runner import FakeTrainer, _raw, corpus  # noqa: F401 - the fixture
+
+
+def _runner(tmp_path, corpus, trainer=None, **options) -> ExperimentRunner:
+    config = parse_config(_raw(evaluation={"metrics": ["si_snr", "si_snri"], "workers": 0,
+                                           "rtf_threads": 1, "heldout": "/nowhere"}))
+    return ExperimentRunner(config, tmp_path / "exp", corpus, trainer=trainer or FakeTrainer(),
+                            roots=[tmp_path], progress=False, device="cpu", **options)
+
+
+def _names(runner: ExperimentRunner) -> list[str]:
+    plan = runner.plan()["convtasnet"]
+    return [str(c.run_dir) for c in [plan["teacher"], *plan["sweep"], *plan["final"]]]
+
+
+def test_parallel_runs_deadline_and_deferral_leave_every_run_name_as_it_was(tmp_path, corpus):
+    plain = _runner(tmp_path, corpus, defer_test_scores=True)  # the held-out folder is not needed
+    other = _runner(tmp_path, corpus, parallel_runs=2, deadline=time.time() + 60,
+                    defer_test_scores=True)
+    assert _names(plain) == _names(other)
+    assert other.parallel_runs == min(2, other.parallel_runs) and other.threads_per_run >= 1
+    with pytest.raises(DfkdError, match="--parallel-runs must be a positive integer"):
+        _runner(tmp_path, corpus, parallel_runs=0, defer_test_scores=True)
+    with pytest.raises(DfkdError, match="held-out corpus folder not found"):
+        _runner(tmp_path, corpus)  # without deferral the held-out corpus is needed
+
+
+def test_a_passed_deadline_starts_nothing_and_writes_no_tables(tmp_path, corpus):
+    runner = _runner(tmp_path, corpus, deadline=time.time() - 1, defer_test_scores=True)
+    assert runner.run() is None
+    assert runner.trainer.calls == [] and runner.stopped == 1 + 4  # teacher and sweeps: unfinished
+    assert not (tmp_path / "exp" / "results.md").exists()
+
+
+def test_deferred_test_scores_are_made_by_a_later_run_that_trains_nothing(tmp_path, corpus):
+    gpu = _runner(tmp_path, corpus, defer_test_scores=True)
+    assert gpu.run() is None and gpu.stopped == 0
+    # 1 teacher + 2 variants x 2 lambdas of sweep + 3 x 2 finals, minus the 2 finals that are
+    # sweep runs (same steps and seed): all trained; only the sweeps scored (validation)
+    assert len(gpu.trainer.calls) == 9 and gpu.counts["scored"] == 4
+    plan = gpu.plan()["convtasnet"]
+    assert all(gpu.is_trained(c) for c in plan["final"])
+    assert not any(gpu.is_scored(c) for c in [plan["teacher"], *plan["final"]])
+    trained = json.loads((plan["final"][0].run_dir / "trained.json").read_text())
+    assert trained["device"] == "cpu" and trained["parallel_runs"] == gpu.parallel_runs
+
+    config = parse_config(_raw(evaluation={"metrics": ["si_snr", "si_snri"], "workers": 0,
+                                           "rtf_threads": 1}))
+    cpu = ExperimentRunner(config, tmp_path / "exp", corpus, trainer=FakeTrainer(),
+                           roots=[tmp_path], progress=False, device="cpu")
+    results = cpu.run()
+    assert cpu.trainer.calls == [] and cpu.counts["scored"] == 1 + 6
+    assert {r.model for r in results.rows} >= {"teacher", "none", "dfkd", "dfkd-fixed"}
