@@ -29,8 +29,11 @@ cd "$(dirname "$0")/.."
 mode=${1:-}; shift || true
 DEADLINE=540; PARALLEL=16; ARCH=""; DEVICE=cuda; CONFIG=configs/study.yaml; RECORD=records/study
 DATA=""; MINUTES=6
-STOP_MARGIN=45   # seconds between the runs' deadline and the script's: finishing steps, packing
-PACK_EVERY=60
+# seconds between the runs' deadline and the script's (last steps, validation, packing), between
+# two packs, and the least worth starting the grid for (small in the CPU test of this script)
+STOP_MARGIN=${GPU_STOP_MARGIN:-45}
+PACK_EVERY=${GPU_PACK_EVERY:-60}
+MIN_BUDGET=${GPU_MIN_BUDGET:-20}
 while [ $# -gt 0 ]; do
   case "$1" in
     --deadline) DEADLINE=$2; shift 2 ;;
@@ -63,14 +66,15 @@ if compgen -G "$BUNDLE/whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH="$PWD/src:$WORK/site"
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
-"$PY" - <<'EOF'
-import platform, torch
-gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-print(f"python {platform.python_version()}, torch {torch.__version__}, {gpu}")
-EOF
 COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-NOTE=$("$PY" -c 'import json, sys; print(json.dumps(dict(zip(("command", "commit"), sys.argv[1:]))))' \
-  "gpu/device_study.sh $ARGS" "$COMMIT")
+# the machine once (torch loads slowly): session.json of every pack carries it
+NOTE=$("$PY" - "gpu/device_study.sh $ARGS" "$COMMIT" <<'EOF'
+import json, platform, sys
+from dfkd.experiment.runner import machine_description
+print(f"python {platform.python_version()}, {machine_description()}", file=sys.stderr)
+print(json.dumps({"command": sys.argv[1], "commit": sys.argv[2], "machine": machine_description()}))
+EOF
+)
 
 pack() {  # one tar back (atomic); the teachers' weights go one tar per teacher (16 MiB a file)
   if [ "$mode" = study ]; then
@@ -110,9 +114,9 @@ if [ "$mode" = study ]; then
   packer & PACKER=$!
   trap 'kill $PACKER 2>/dev/null || true' EXIT
   budget=$(left)
-  if [ "$budget" -gt 20 ]; then
+  if [ "$budget" -gt "$MIN_BUDGET" ]; then
     say "dfkd experiment: $PARALLEL runs at once on $DEVICE, runs stop in $budget s"
-    timeout --signal=INT $(( budget + STOP_MARGIN - 15 )) \
+    timeout --signal=INT $(( budget + STOP_MARGIN * 2 / 3 )) \
       "$PY" -m dfkd experiment --config "$CONFIG" --data "$DATA" --out "$WORK/exp" \
         --record "$WORK/record" --device "$DEVICE" --parallel-runs "$PARALLEL" \
         --deadline "$budget" --defer-test-scores --quiet ${ARCH:+--arch "$ARCH"} \

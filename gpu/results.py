@@ -65,8 +65,6 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
 
     ``out`` and ``record``: the grid's experiment folder and record; ``teachers``: one teacher's
     run folder of ``train_teachers.py`` (its ``<name>.log`` beside it goes along)."""
-    from dfkd.experiment.runner import machine_description
-
     tmp = tar_path.with_name(f".{tar_path.name}.partial")
     record = record if record is not None else Path("/nonexistent")
     pending = pending_runs(out, record) if out is not None and (out / "runs").is_dir() else []
@@ -87,7 +85,7 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
             if log.is_file():
                 _add(tar, log, f"teachers/{log.name}")
         session = {**note, "packed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "machine": machine_description(), "pending_runs": len(pending),
+                   "pending_runs": len(pending),
                    "recorded_cells": sum(1 for _ in record.rglob("done.json"))}
         data = json.dumps(session, indent=1).encode()
         info = tarfile.TarInfo("session.json")
