@@ -6,6 +6,7 @@
 #                                     [--config configs/study.yaml] [--record records/study]
 #                                     [--data DIR] [--device cuda]
 #   bash gpu/device_study.sh teachers [--deadline 540] [--minutes 6] [--device cuda]
+#                                     [--batch-size 16] [--segment-seconds 3]
 #
 # study:    installs the carried wheels into a scratch site, rebuilds the demo corpus at the path
 #           the record was made on (bit for bit, checked by SHA-256; gpu/corpus_sources.py), and
@@ -28,7 +29,7 @@ ARGS="$*"
 cd "$(dirname "$0")/.."
 mode=${1:-}; shift || true
 DEADLINE=540; PARALLEL=16; ARCH=""; DEVICE=cuda; CONFIG=configs/study.yaml; RECORD=records/study
-DATA=""; MINUTES=6
+DATA=""; MINUTES=6; BATCH=16; SEGMENT=3
 # seconds between the runs' deadline and the script's (last steps, validation, packing), between
 # two packs, and the least worth starting the grid for (small in the CPU test of this script)
 STOP_MARGIN=${GPU_STOP_MARGIN:-45}
@@ -44,10 +45,12 @@ while [ $# -gt 0 ]; do
     --record) RECORD=$2; shift 2 ;;
     --data) DATA=$2; shift 2 ;;
     --minutes) MINUTES=$2; shift 2 ;;
+    --batch-size) BATCH=$2; shift 2 ;;
+    --segment-seconds) SEGMENT=$2; shift 2 ;;
     *) echo "error: unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
-case "$mode" in study|teachers) ;; *) sed -n '2,25p' "$0" >&2; exit 2 ;; esac
+case "$mode" in study|teachers) ;; *) sed -n '2,26p' "$0" >&2; exit 2 ;; esac
 
 BUNDLE=${GPU_BUNDLE:-$PWD/.gpu}
 WORK=${GPU_WORK:-$PWD/.gpu-work}
@@ -138,14 +141,16 @@ else
   budget=$(left)
   if compgen -G "$WORK/teachers/*/last.pt" > /dev/null; then
     say "resuming the teachers, stop in $budget s"
+    pids=()
     for run in "$WORK"/teachers/*/; do
       "$PY" -m dfkd train --resume --out "${run%/}" --device "$DEVICE" --no-progress \
-        --set "deadline=$(( $(date +%s) + budget ))" >> "${run%/}.log" 2>&1 &
+        --set "deadline=$(( $(date +%s) + budget ))" >> "${run%/}.log" 2>&1 & pids+=($!)
     done
-    wait || true
+    for pid in "${pids[@]}"; do wait "$pid" || true; done  # 75: stopped again at the deadline
   else
     "$PY" pretrained/train_teachers.py --sources "$WORK/teacher_sources" --out "$WORK/teachers" \
-      --minutes "$MINUTES" --device "$DEVICE" --batch-size 16 --segment-seconds 3 --deadline "$budget" \
+      --minutes "$MINUTES" --device "$DEVICE" --batch-size "$BATCH" --segment-seconds "$SEGMENT" \
+      --deadline "$budget" \
       || say "train_teachers.py ended with status $?"
   fi
   kill "$PACKER" 2>/dev/null || true; wait "$PACKER" 2>/dev/null || true

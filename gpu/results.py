@@ -23,6 +23,7 @@ final runs and resumes the stopped ones: nothing the GPU did is done again.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import io
 import json
 import os
@@ -65,7 +66,8 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
 
     ``out`` and ``record``: the grid's experiment folder and record; ``teachers``: one teacher's
     run folder of ``train_teachers.py`` (its ``<name>.log`` beside it goes along)."""
-    tmp = tar_path.with_name(f".{tar_path.name}.partial")
+    started = time.time()
+    tmp = tar_path.with_name(f".{tar_path.name}.{os.getpid()}.partial")
     record = record if record is not None else Path("/nonexistent")
     pending = pending_runs(out, record) if out is not None and (out / "runs").is_dir() else []
     with tarfile.open(tmp, "w:gz") as tar:
@@ -78,8 +80,9 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
                 if (run / name).is_file() and not (trained and name == "last.pt"):
                     _add(tar, run / name, f"runs/{run.relative_to(out / 'runs').as_posix()}/{name}")
         if teachers is not None and teachers.is_dir():
-            for path in sorted(teachers.glob("*")):
-                if path.name in TEACHER_KEPT:
+            finished = _teacher_finished(teachers)
+            for path in sorted(teachers.glob("*")):  # last.pt (3x best.pt) only to resume
+                if path.name in TEACHER_KEPT and not (finished and path.name == "last.pt"):
                     _add(tar, path, f"teachers/{teachers.name}/{path.name}")
             log = teachers.with_name(f"{teachers.name}.log")
             if log.is_file():
@@ -91,7 +94,13 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
         info = tarfile.TarInfo("session.json")
         info.size, info.mtime = len(data), int(time.time())
         tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, tar_path)
+    # the periodic packer and the last pack may overlap: a pack never replaces a newer tar
+    with open(Path(tempfile.gettempdir()) / f"dfkd-pack-{os.getuid()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tar_path.is_file() and tar_path.stat().st_mtime > started:
+            tmp.unlink()
+            return 0
+        os.replace(tmp, tar_path)
     size = tar_path.stat().st_size
     print(f"{tar_path}: {session['recorded_cells']} recorded cell(s), {len(pending)} run(s) with "
           f"weights, {size / 1e6:.1f} MB", flush=True)
@@ -99,6 +108,17 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
         print(f"warning: {tar_path} is over {MAX_TAR_BYTES // 2**20} MiB and will not come back "
               "from the GPU machine", file=sys.stderr)
     return 0
+
+
+def _teacher_finished(run: Path) -> bool:
+    """Whether a `dfkd train` run reached its ``steps`` (its last.pt is then not needed)."""
+    import yaml
+
+    try:
+        steps = int(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["steps"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+    return _last_step(run) >= steps
 
 
 def _last_step(run: Path) -> int:
