@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from dfkd.errors import DfkdError
 from dfkd.experiment.config import parse_config
+from dfkd.evaluation.scoring import default_workers
 from dfkd.experiment.runner import ExperimentRunner
 
 from test_runner import FakeTrainer, _raw, corpus  # noqa: F401 - the fixture
@@ -32,15 +34,19 @@ def test_parallel_runs_deadline_and_deferral_leave_every_run_name_as_it_was(tmp_
     other = _runner(tmp_path, corpus, parallel_runs=2, deadline=time.time() + 60,
                     defer_test_scores=True)
     assert _names(plain) == _names(other)
-    assert other.parallel_runs == min(2, other.parallel_runs) and other.threads_per_run >= 1
+    assert other.parallel_runs == min(2, default_workers()) and plain.parallel_runs == 1
     with pytest.raises(DfkdError, match="--parallel-runs must be a positive integer"):
         _runner(tmp_path, corpus, parallel_runs=0, defer_test_scores=True)
     with pytest.raises(DfkdError, match="held-out corpus folder not found"):
         _runner(tmp_path, corpus)  # without deferral the held-out corpus is needed
 
 
-def test_a_passed_deadline_starts_nothing_and_writes_no_tables(tmp_path, corpus):
-    runner = _runner(tmp_path, corpus, deadline=time.time() - 1, defer_test_scores=True)
+@pytest.mark.parametrize("parallel", [1, 2])  # 2: the cells reach the deadline in worker processes
+def test_a_passed_deadline_starts_nothing_and_writes_no_tables(tmp_path, corpus, parallel):
+    if parallel > default_workers():
+        pytest.skip("one usable core: no parallel runs")
+    runner = _runner(tmp_path, corpus, deadline=time.time() - 1, defer_test_scores=True,
+                     parallel_runs=parallel)
     assert runner.run() is None
     assert runner.trainer.calls == [] and runner.stopped == 1 + 4  # teacher and sweeps: unfinished
     assert not (tmp_path / "exp" / "results.md").exists()
@@ -65,3 +71,15 @@ def test_deferred_test_scores_are_made_by_a_later_run_that_trains_nothing(tmp_pa
     results = cpu.run()
     assert cpu.trainer.calls == [] and cpu.counts["scored"] == 1 + 6
     assert {r.model for r in results.rows} >= {"teacher", "none", "dfkd", "dfkd-fixed"}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--deadline", "0"], "--deadline must be a positive number of seconds"),
+    (["--report-only", "--defer-test-scores"], "--report-only trains nothing"),
+])
+def test_bad_gpu_flags_are_clear_errors(tmp_path, capsys, flags, message):
+    from dfkd import cli
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "demo_quick.yaml")
+    assert cli.main(["experiment", "--config", config, "--out", str(tmp_path), *flags]) == 1
+    assert message in capsys.readouterr().err

@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run and args.report_only:
         raise DfkdError("--dry-run and --report-only exclude each other")
+    if args.report_only and (args.defer_test_scores or args.deadline is not None):
+        raise DfkdError("--report-only trains nothing: --deadline and --defer-test-scores have "
+                        "nothing to do with it")
     config = load_config(args.config)
     if args.arch:
         config = only_architectures(config, args.arch)
