@@ -48,7 +48,8 @@ def test_a_passed_deadline_starts_nothing_and_writes_no_tables(tmp_path, corpus,
     runner = _runner(tmp_path, corpus, deadline=time.time() - 1, defer_test_scores=True,
                      parallel_runs=parallel)
     assert runner.run() is None
-    assert runner.trainer.calls == [] and runner.stopped == 1 + 4  # teacher and sweeps: unfinished
+    # unfinished: the teacher, the 4 sweep runs and the 2 `none` finals that run beside them
+    assert runner.trainer.calls == [] and runner.stopped == 1 + 4 + 2
     assert not (tmp_path / "exp" / "results.md").exists()
 
 
@@ -58,6 +59,10 @@ def test_deferred_test_scores_are_made_by_a_later_run_that_trains_nothing(tmp_pa
     # 1 teacher + 2 variants x 2 lambdas of sweep + 3 x 2 finals, minus the 2 finals that are
     # sweep runs (same steps and seed): all trained; only the sweeps scored (validation)
     assert len(gpu.trainer.calls) == 9 and gpu.counts["scored"] == 4
+    # `none` needs no lambda: its finals run beside the sweep, before any KD final
+    methods = [j.method for j in gpu.trainer.calls]  # teacher, then 4 sweeps + 2 none, then KD
+    assert methods[0] is None and sorted(methods[1:7]) == ["dfkd"] * 4 + ["none"] * 2
+    assert methods[7:] == ["dfkd", "dfkd"]  # the KD finals of seed 2, after the lambda choice
     plan = gpu.plan()["convtasnet"]
     assert all(gpu.is_trained(c) for c in plan["final"])
     assert not any(gpu.is_scored(c) for c in [plan["teacher"], *plan["final"]])

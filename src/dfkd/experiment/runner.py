@@ -517,15 +517,19 @@ class ExperimentRunner:
                    dynamic_ncols=True, desc="experiment")
         try:
             for arch, teacher in teachers.items():
+                # the final runs without a lambda (`none`) need no sweep: they run beside it and
+                # fill the workers the sweep leaves idle (the same cells, only sooner)
+                untuned = [c for c in final_cells(self.config, arch, teacher, {}, self.out, self.data)
+                           if not next(v for v in self.config.variants if v.name == c.model).is_kd]
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    self.run_cells(sweeps[arch], bar)
+                    self.run_cells([*sweeps[arch], *untuned], bar)
                 if self.stopped:
                     break  # at the deadline: the lambdas cannot be chosen before the sweep ends
                 chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
                 finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
                 if not report_only:
-                    self.run_cells(finals, bar)
+                    self.run_cells([c for c in finals if c not in untuned], bar)
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
                 if self.stopped:
