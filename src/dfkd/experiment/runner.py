@@ -8,7 +8,7 @@
    same candidates, ``sweep.factors`` x its default lambda, the same steps and seeds, scored by
    SI-SNR on the validation split; the best candidate is chosen (method.md, "Total objective");
 3. the final runs: every method x seed at its chosen lambda, the same steps, data and batch size
-   for all, scored on the test split;
+   for all, scored on the test split (``none``'s, which need no lambda, run beside the sweep);
 4. the results (:mod:`dfkd.experiment.results`), figures and ``report.html`` (:mod:`dfkd.experiment.report`).
 
 Nothing is done twice. A cell's training is finished when its run folder holds ``trained.json``
