@@ -91,7 +91,11 @@ pack() {  # one tar back (atomic); the teachers' weights go one tar per teacher 
     done
   fi
 }
-packer() { while sleep "$PACK_EVERY"; do pack > /dev/null || true; done; }
+gpu_load() {  # a measurement for the next plan: how busy the GPU is with this many runs
+  command -v nvidia-smi > /dev/null && nvidia-smi --format=csv,noheader \
+    --query-gpu=utilization.gpu,memory.used | sed "s/^/[device_study $(( $(date +%s) - T0 )) s] GPU busy, memory: /" || true
+}
+packer() { while sleep "$PACK_EVERY"; do gpu_load; pack > /dev/null || true; done; }
 
 # 2. What an earlier command left: this machine's work folder, else the carried tar
 # (teachers resume on the same machine only: their weights and the teacher sources together are

@@ -53,6 +53,23 @@ def pending_runs(out: Path, record: Path) -> list[Path]:
     return [r for r in runs if not _test_scored(r, out, record)]
 
 
+def _step_times(runs: list[Path]) -> dict[str, float] | None:
+    """Median and range of the last logged seconds per step of runs trained here: with many runs
+    at once on one GPU, what one run got (the next session's plan is made from it)."""
+    times = []
+    for run in runs:
+        try:
+            train = json.loads((run / "history.json").read_text(encoding="utf-8")).get("train") or []
+        except (OSError, ValueError):
+            continue
+        if train and train[-1].get("seconds_per_step"):
+            times.append(float(train[-1]["seconds_per_step"]))
+    if not times:
+        return None
+    times.sort()
+    return {"runs": len(times), "median": times[len(times) // 2], "min": times[0], "max": times[-1]}
+
+
 def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
     data = path.read_bytes()  # read once: a file replaced while packing is taken whole or not at all
     info = tarfile.TarInfo(name)
@@ -88,7 +105,7 @@ def pack(out: Path | None, record: Path | None, tar_path: Path, teachers: Path |
             if log.is_file():
                 _add(tar, log, f"teachers/{log.name}")
         session = {**note, "packed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "pending_runs": len(pending),
+                   "pending_runs": len(pending), "seconds_per_step": _step_times(pending),
                    "recorded_cells": sum(1 for _ in record.rglob("done.json"))}
         data = json.dumps(session, indent=1).encode()
         info = tarfile.TarInfo("session.json")
