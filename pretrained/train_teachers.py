@@ -10,7 +10,10 @@ reproduces them without this script.
 Usage::
 
     python pretrained/train_teachers.py --sources data/teacher_sources --out runs/teachers \
-        --minutes 7 [--device cuda] [--batch-size 16] [--segment-seconds 3]
+        --minutes 7 [--device cuda] [--batch-size 16] [--segment-seconds 3] [--deadline SECONDS]
+
+``--deadline`` (seconds from now) makes every run save ``last.pt`` and stop there if it is still
+going (a time-limited machine, gpu/device_study.sh); ``dfkd train --resume`` continues it.
 """
 
 from __future__ import annotations
@@ -56,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds from now at which unfinished runs save last.pt and stop")
     parser.add_argument("--safety", type=float, default=0.8,
                         help="share of the probed step rate to plan with (data loading, validation)")
     args = parser.parse_args(argv)
+    deadline = None if args.deadline is None else time.time() + args.deadline
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     if args.device == "auto":
         import torch
@@ -92,16 +98,22 @@ def main(argv: list[str] | None = None) -> int:
                "--valid-every", str(max(200, steps[arch] // 10)),
                "--checkpoint-every", str(max(200, steps[arch] // 10)),
                "--set", "data.pesq_clips=0", "--no-progress"]
+        if deadline is not None:
+            cmd += ["--set", f"deadline={deadline:.0f}"]
         print("$ dfkd " + " ".join(cmd[3:]), flush=True)
         log = open(args.out / f"{arch}.log", "w")
         procs[arch] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
     start = time.time()
-    failed = []
+    failed, stopped = [], []
     for arch, (proc, log) in procs.items():
-        if proc.wait() != 0:
+        code = proc.wait()
+        if code == 75:  # dfkd.cli.EXIT_STOPPED: last.pt saved at the deadline
+            stopped.append(arch)
+        elif code != 0:
             failed.append(arch)
         log.close()
-    print(f"trained in {(time.time() - start) / 60:.1f} min; failed: {failed or 'none'}", flush=True)
+    print(f"trained in {(time.time() - start) / 60:.1f} min; stopped at the deadline: "
+          f"{stopped or 'none'}; failed: {failed or 'none'}", flush=True)
     return 1 if failed else 0
 
 

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import DfkdError
+from .errors import DfkdError, TrainingStopped
 
 # name -> one-line help. Order is the order of the data path (README tour).
 COMMANDS: dict[str, str] = {
@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "export": "export a checkpoint to ONNX (optionally int8) and check parity",
     "bench": "CPU real-time factor and latency of checkpoints (PyTorch, ONNX fp32/int8)",
 }
+
+EXIT_STOPPED = 75  # a run saved last.pt at its deadline (EX_TEMPFAIL: try again later)
 
 
 def _load_command(name: str):
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DfkdError as err:
         print(f"dfkd {args._name}: error: {err}", file=sys.stderr)
         return 1
+    except TrainingStopped as err:  # `--set deadline=...`: not an error, and --resume continues
+        print(f"dfkd {args._name}: {err}; --resume continues it", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"dfkd {args._name}: interrupted", file=sys.stderr)
         return 130

@@ -8,3 +8,8 @@ exits non-zero without a traceback; programming errors still raise ordinary exce
 
 class DfkdError(Exception):
     """An error caused by the user's input, with a message meant to be read by that user."""
+
+
+class TrainingStopped(Exception):
+    """A run stopped at its wall-clock ``deadline`` after saving ``last.pt``: not finished, and not
+    an error (the same call resumes it). Raised by the trainer, caught by the grid."""

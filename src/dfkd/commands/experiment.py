@@ -2,6 +2,7 @@
 
     dfkd experiment --config configs/demo.yaml --out results/demo [--data DIR] [--arch A,B]
                     [--record DIR] [--dry-run] [--report-only] [--device cpu|cuda] [--quiet]
+                    [--parallel-runs N] [--deadline SECONDS] [--defer-test-scores]
 
 Finished cells are reused, so the same command resumes an interrupted grid. With ``--record DIR``
 the scores and curves of every finished cell are also kept in DIR (small text files, fit to commit)
@@ -11,6 +12,7 @@ and given back to a grid whose folder was lost (dfkd.experiment.record).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from ..errors import DfkdError
@@ -34,6 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rebuild results and report from the finished runs; train nothing")
     parser.add_argument("--device", default=None, help="device for scoring (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--parallel-runs", type=int, default=None, metavar="N",
+                        help="train N runs at once (default: the config's parallel_runs; at most "
+                             "one per core); not part of any run's identity")
+    parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                        help="SECONDS from now, start no cell and let the runs in flight save "
+                             "last.pt and stop (a time-limited machine); the same command resumes")
+    parser.add_argument("--defer-test-scores", action="store_true",
+                        help="train every cell and score the sweeps, but leave the test and "
+                             "held-out scores of teachers and final runs to a later run (a machine "
+                             "without pesq/pystoi, e.g. a bare GPU box); writes no tables")
 
 
 def _dry_run(runner) -> int:
@@ -81,14 +93,29 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run and args.report_only:
         raise DfkdError("--dry-run and --report-only exclude each other")
+    if args.report_only and (args.defer_test_scores or args.deadline is not None):
+        raise DfkdError("--report-only trains nothing: --deadline and --defer-test-scores have "
+                        "nothing to do with it")
     config = load_config(args.config)
     if args.arch:
         config = only_architectures(config, args.arch)
+    if args.deadline is not None and args.deadline <= 0:
+        raise DfkdError(f"--deadline must be a positive number of seconds, not {args.deadline:g}")
+    deadline = None if args.deadline is None else time.time() + args.deadline
     runner = ExperimentRunner(config, args.out, args.data, progress=not args.quiet,
-                              device=args.device, record=args.record)
+                              device=args.device, record=args.record,
+                              parallel_runs=args.parallel_runs, deadline=deadline,
+                              defer_test_scores=args.defer_test_scores)
     if args.dry_run:
         return _dry_run(runner)
     results = runner.run(report_only=args.report_only)
+    if results is None:
+        state = (f"stopped at the deadline ({runner.stopped} cell(s) unfinished; runs in flight "
+                 "saved last.pt)" if runner.stopped else "every cell trained; test scores deferred")
+        print(f"dfkd experiment: {state}; this call trained {runner.counts['trained']} and scored "
+              f"{runner.counts['scored']} cell(s); the same command resumes, and a run without "
+              "--defer-test-scores scores the rest")
+        return 0
     out = Path(args.out)
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"report: {out / 'report.html'}")

@@ -40,7 +40,7 @@ PRETRAINED_DIR = Path("pretrained")
 # does not make the grid train everything again.
 RUNTIME_OPTIONS = frozenset({
     "progress", "threads", "device", "log_every", "data.num_workers", "kd.cache_dir",
-    "checkpoint_every",
+    "checkpoint_every", "deadline",
 })
 
 

@@ -8,7 +8,7 @@
    same candidates, ``sweep.factors`` x its default lambda, the same steps and seeds, scored by
    SI-SNR on the validation split; the best candidate is chosen (method.md, "Total objective");
 3. the final runs: every method x seed at its chosen lambda, the same steps, data and batch size
-   for all, scored on the test split;
+   for all, scored on the test split (``none``'s, which need no lambda, run beside the sweep);
 4. the results (:mod:`dfkd.experiment.results`), figures and ``report.html`` (:mod:`dfkd.experiment.report`).
 
 Nothing is done twice. A cell's training is finished when its run folder holds ``trained.json``
@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from ..checkpoint import load_model
-from ..errors import DfkdError
+from ..errors import DfkdError, TrainingStopped
 from .config import ExperimentConfig
 from .plan import (
     HELDOUT, SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, heldout_cells, pick_clips,
@@ -106,6 +106,11 @@ def _run_cell_in_worker(runner: "ExperimentRunner", cell: Cell) -> dict[str, int
     return runner.run_cell(cell)
 
 
+class GridStopped(Exception):
+    """The grid reached its ``deadline``: the cells in flight saved their state, none was started
+    after it; the same command resumes."""
+
+
 class ExperimentRunner:
     """Run (or resume) a comparison grid and write its results, figures and report.
 
@@ -121,12 +126,20 @@ class ExperimentRunner:
         record: a folder that keeps the small text files of every finished cell
             (:mod:`dfkd.experiment.record`) and gives them back to a grid started in an empty
             experiment folder, so that a long grid survives the loss of its folder.
+        parallel_runs: runs trained at once (default: the config's ``parallel_runs``); never part
+            of a run's identity. At most one per core; each gets ``cores // parallel_runs`` threads.
+        deadline: wall-clock time (``time.time()``) after which no cell is started and the runs in
+            flight save ``last.pt`` and stop (a time-limited machine); the same call resumes.
+        defer_test_scores: train every cell and score the sweeps (validation SI-SNR, torch alone)
+            but leave the test and held-out scores of the teacher and the final runs to a later
+            run: for a machine without every metric's package (pesq on a bare GPU box).
     """
 
     def __init__(self, config: ExperimentConfig, out: str | os.PathLike, data: str | os.PathLike | None = None,
                  *, trainer: TrainFunction | None = None, roots: Sequence[Path] | None = None,
                  progress: bool = True, device: str | None = None,
-                 record: str | os.PathLike | None = None) -> None:
+                 record: str | os.PathLike | None = None, parallel_runs: int | None = None,
+                 deadline: float | None = None, defer_test_scores: bool = False) -> None:
         data = data if data is not None else config.data
         if data is None:
             raise DfkdError("no corpus: give --data DIR or set `data:` in the configuration")
@@ -135,7 +148,7 @@ class ExperimentRunner:
         self.data = str(Path(data).resolve())
         if not Path(self.data).exists():
             raise DfkdError(f"{data}: corpus folder not found (build the demo one with `dfkd corpus demo`)")
-        heldout = config.evaluation.heldout
+        heldout = None if defer_test_scores else config.evaluation.heldout  # scored later, elsewhere
         self.heldout = str(Path(heldout).expanduser().resolve()) if heldout else None
         if self.heldout and not Path(self.heldout).is_dir():
             raise DfkdError(f"{heldout}: held-out corpus folder not found (`evaluation.heldout`; "
@@ -155,7 +168,12 @@ class ExperimentRunner:
         self._pairs: dict[str, list] = {}
         self.counts = {"trained": 0, "reused": 0, "scored": 0}
         cores = default_workers()
-        self.parallel_runs = max(1, min(config.parallel_runs, cores))
+        if parallel_runs is not None and parallel_runs < 1:
+            raise DfkdError(f"--parallel-runs must be a positive integer, not {parallel_runs}")
+        self.parallel_runs = max(1, min(parallel_runs or config.parallel_runs, cores))
+        self.deadline = deadline
+        self.defer_test_scores = defer_test_scores
+        self.stopped = 0  # cells left unfinished at the deadline
         self.threads_per_run = max(1, cores // self.parallel_runs)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -211,9 +229,28 @@ class ExperimentRunner:
     def is_scored(self, cell: Cell) -> bool:
         return (cell.eval_dir / EVALUATED).is_file()
 
+    def is_finished(self, cell: Cell) -> bool:
+        """Trained and, unless this grid defers them, scored: nothing left for this call."""
+        deferred = self.defer_test_scores and cell.eval_split != "valid"
+        return self.is_trained(cell) and (deferred or self.is_scored(cell))
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def device_description(self) -> str:
+        """Where this grid trains: ``cpu`` or ``cuda (NVIDIA H200)`` (provenance in trained.json)."""
+        if not self.device.startswith("cuda"):
+            return self.device
+        import torch
+
+        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        return f"{self.device} ({torch.cuda.get_device_name(index)})"
+
     def ensure_trained(self, cell: Cell) -> None:
         if self.is_trained(cell):
             return
+        if self.past_deadline():
+            raise GridStopped
         job = cell.job
         if job.teacher is not None and not Path(job.teacher).is_file():
             raise DfkdError(f"{job.teacher}: the teacher's weights are not here (its run came from "
@@ -221,14 +258,20 @@ class ExperimentRunner:
                             "run folder here and in the record to train it again")
         cell.run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        runtime = {"progress": False, "threads": self.threads_per_run}  # not part of the identity
+        # not part of the identity: where and how fast a run trains never changes what it is
+        runtime = {"progress": False, "threads": self.threads_per_run, "device": self.device,
+                   **({"deadline": self.deadline} if self.deadline is not None else {})}
         job = replace(job, options={**runtime, **job.options})
-        self.trainer(job, cell.run_dir)  # resumes from last.pt when a previous call was cut
+        try:
+            self.trainer(job, cell.run_dir)  # resumes from last.pt when a previous call was cut
+        except TrainingStopped:
+            raise GridStopped from None
         if not any((cell.run_dir / n).is_file() for n in ("best.pt", "last.pt")):
             raise DfkdError(f"{cell.run_dir}: training returned without writing best.pt or last.pt")
         _write_json(cell.run_dir / TRAINED, {
             "cell": cell.describe(), "job": cell.job.identity(), "finished": _now(),
             "seconds": round(time.monotonic() - started, 1), "machine": self.machine,
+            "device": self.device_description(), "parallel_runs": self.parallel_runs,
         })
         self.counts["trained"] += 1
 
@@ -281,11 +324,18 @@ class ExperimentRunner:
     def run_cell(self, cell: Cell, bar: tqdm | None = None) -> dict[str, int]:
         """Train and score one cell (whatever is not done yet); returns this call's counts."""
         before = dict(self.counts)
-        reused = self.is_trained(cell) and self.is_scored(cell)
+        reused = self.is_finished(cell)
         if bar is not None:
             bar.set_description(cell.describe())
-        self.ensure_trained(cell)
-        self.ensure_scored(cell)
+        try:
+            self.ensure_trained(cell)
+        except GridStopped:
+            self.stopped += 1
+            if bar is not None:
+                bar.update(1)
+            return {**{k: self.counts[k] - before[k] for k in self.counts}, "stopped": 1}
+        if not (self.defer_test_scores and cell.eval_split != "valid"):
+            self.ensure_scored(cell)
         finished = [cell]
         if self.heldout and cell.kind != "sweep":
             # scored on the held-out corpus while the weights are surely here: a record keeps
@@ -318,7 +368,7 @@ class ExperimentRunner:
         Every worker writes the same markers as a serial run, so interrupting and resuming works
         the same way.
         """
-        todo = [c for c in cells if not (self.is_trained(c) and self.is_scored(c))]
+        todo = [c for c in cells if not self.is_finished(c)]
         if self.parallel_runs <= 1 or len(todo) <= 1:
             for cell in cells:
                 self.run_cell(cell, bar)
@@ -331,7 +381,10 @@ class ExperimentRunner:
         try:
             for future in as_completed(futures):
                 for key, value in future.result().items():
-                    self.counts[key] += value
+                    if key == "stopped":
+                        self.stopped += value
+                    else:
+                        self.counts[key] += value
                 if bar is not None:
                     bar.set_description(futures[future].describe())
                     bar.set_postfix(self.counts, refresh=False)
@@ -434,8 +487,11 @@ class ExperimentRunner:
         )
 
     # ------------------------------------------------------------------------------- the grid
-    def run(self, report_only: bool = False) -> Results:
-        """Run every cell not done yet (none with ``report_only``) and write the results."""
+    def run(self, report_only: bool = False) -> Results | None:
+        """Run every cell not done yet (none with ``report_only``) and write the results.
+
+        Returns ``None``, with no tables written, when the grid stopped at its deadline or defers
+        the test scores (the finished cells are in the record all the same)."""
         teachers = self.check_inputs()  # first: a bad teacher or corpus must not leave files behind
         self.out.mkdir(parents=True, exist_ok=True)
         if self.record_dir is not None:
@@ -461,15 +517,23 @@ class ExperimentRunner:
                    dynamic_ncols=True, desc="experiment")
         try:
             for arch, teacher in teachers.items():
+                # the final runs without a lambda (`none`) need no sweep: they run beside it and
+                # fill the workers the sweep leaves idle (the same cells, only sooner)
+                untuned = [c for c in final_cells(self.config, arch, teacher, {}, self.out, self.data)
+                           if not next(v for v in self.config.variants if v.name == c.model).is_kd]
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    self.run_cells(sweeps[arch], bar)
+                    self.run_cells([*sweeps[arch], *untuned], bar)
+                if self.stopped:
+                    break  # at the deadline: the lambdas cannot be chosen before the sweep ends
                 chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
                 finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
                 if not report_only:
-                    self.run_cells(finals, bar)
+                    self.run_cells([c for c in finals if c not in untuned], bar)
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
+                if self.stopped:
+                    break
                 if self.heldout and not report_only:  # normally done with each cell (run_cell)
                     held = heldout_cells(self.config, [teacher, *finals], self.heldout)
                     lost = [c for c in held if not self.is_scored(c) and not has_weights(c)]
@@ -478,11 +542,14 @@ class ExperimentRunner:
                               "record without held-out scores: left out of the held-out table",
                               file=sys.stderr)
                     self.run_cells([c for c in held if c not in lost])
-                if not report_only:  # a table after each architecture: long grids show progress
+                if not report_only and not self.defer_test_scores:  # long grids show progress
                     write_results(self.results(scored, records), self.out)
         finally:
             bar.close()
             self.close()
+        if self.stopped or self.defer_test_scores:
+            self.save_records([c for cells in sweeps.values() for c in cells] + scored)
+            return None
         if not any(self.is_scored(c) for c in scored):
             raise DfkdError(f"{self.out}: no evaluated runs yet; run the grid without --report-only")
         every = [c for cells in sweeps.values() for c in cells] + scored

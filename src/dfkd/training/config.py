@@ -133,13 +133,14 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between last.pt writes
     best_metric: str = "si_snr"  # si_snr | pesq_wb | loss: what best.pt maximises (loss: minimises)
     progress: bool = True  # tqdm progress bar
+    deadline: float | None = None  # wall clock (time.time()) at which to save last.pt and stop
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "kd": KDConfig}
 # Keys a resumed run may change: speed, output, and how far the run goes (steps, stop_after).
 RESUMABLE_KEYS = frozenset({
     "steps", "stop_after", "device", "threads", "progress", "data.num_workers", "log_every",
-    "kd.cache_dir",
+    "kd.cache_dir", "deadline",
 })
 
 

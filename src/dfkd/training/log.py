@@ -90,6 +90,13 @@ def load_history(path: Path, up_to_step: int) -> dict[str, Any]:
     return data
 
 
+class _NoEvents:
+    """Stands in for TensorBoard's SummaryWriter where the package is missing: writes nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 class RunLog:
     """History, TensorBoard and progress bar of one run (inactive on ranks other than 0).
 
@@ -120,11 +127,15 @@ class RunLog:
         self.writer = None
         self.bar = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
             from tqdm import tqdm
 
-            # purge_step drops events a killed run wrote after its last checkpoint
-            self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_step or None)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # a bare machine (a GPU box without the package): history.json only
+                self.writer = _NoEvents()
+            else:
+                # purge_step drops events a killed run wrote after its last checkpoint
+                self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_step or None)
             self.bar = tqdm(
                 total=total_steps, initial=start_step, desc=run_info.get("name", "train"),
                 unit="step", disable=not progress, dynamic_ncols=True,

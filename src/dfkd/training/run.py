@@ -17,6 +17,7 @@ NCCL on CUDA and gloo on CPU; ``batch_size`` stays the global batch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -141,6 +142,10 @@ def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict
     if saved_path.is_file():
         saved = absolute_paths(from_dict(load_yaml(saved_path), str(saved_path)))
         changed = [k for k in differing_keys(saved, config) if k not in RESUMABLE_KEYS]
+        if "kd.teacher" in changed and saved.kd.teacher and config.kd.teacher:
+            # the same teacher at another path (another checkout or machine, e.g. a run begun on
+            # a GPU box): allowed here, and run_training checks the teacher's fingerprint instead
+            changed.remove("kd.teacher")
         if changed:
             raise DfkdError(
                 f"{out_dir}: a resumed run keeps its configuration, but {', '.join(changed)} differ "
@@ -167,6 +172,9 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         print(f"dfkd: removed {stale}, left by an interrupted write", file=sys.stderr)
     ctx = init_distributed(config.device)
     device = resolve_device(config.device, ctx)
+    if config.deadline is not None and ctx.world_size > 1:
+        raise DfkdError("deadline: only single-process runs stop at a deadline (the processes of "
+                        "a torchrun job would not stop at the same step)")
     if config.threads > 0:
         torch.set_num_threads(config.threads)
 
@@ -186,6 +194,11 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
             )
         if not kd.needs_teacher:
             teacher, outputs = None, None  # `none` students: the teacher only fixed arch and seed
+        saved_print = saved_info.get("teacher_fingerprint")
+        if payload is not None and saved_print and saved_print != info.get("teacher_fingerprint"):
+            raise DfkdError(f"{out_dir}: a resumed run keeps its teacher, but {config.kd.teacher} is "
+                            f"another model (fingerprint {info.get('teacher_fingerprint')}, the run "
+                            f"was started with {saved_print})")
 
     torch.manual_seed(config.seed)
     model = models.build(config.model.arch, config.model.preset, **config.model.overrides)
@@ -226,7 +239,8 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         trainer.restore(payload)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(out_dir / "config.yaml", dump_yaml(config))
+        # the deadline belongs to this call, not to the run: a later --resume gets none
+        write_text(out_dir / "config.yaml", dump_yaml(dataclasses.replace(config, deadline=None)))
     try:
         trainer.run()
     finally:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +35,7 @@ from torch import nn
 from ..evaluation import metrics
 from ..checkpoint import model_payload, save_checkpoint
 from ..distill.methods import KDLoss
-from ..errors import DfkdError
+from ..errors import DfkdError, TrainingStopped
 from ..losses import si_snr
 from .config import OptimConfig, TrainConfig, to_dict
 from .batches import ValidationSet, step_batches
@@ -342,8 +343,14 @@ class Trainer:
                     extra = {} if phase is None else {"phase": phase}
                     log.log_valid(self.step, {**last_valid, **extra, "best": improved},
                                   crossover_counts)
-                if self.step % config.checkpoint_every == 0 or done:
+                # a wall-clock deadline (a time-limited machine): save where we are and stop, so
+                # that the next call resumes here instead of from the last periodic checkpoint
+                stopped = (not done and config.deadline is not None
+                           and time.time() >= config.deadline)
+                if self.step % config.checkpoint_every == 0 or done or stopped:
                     self.save_last(log)
+                if stopped:
+                    raise TrainingStopped(f"{self.out_dir}: stopped at the deadline, step {self.step}")
                 if done:
                     break
         finally:

@@ -135,15 +135,20 @@ def asterisk_prompts(lang: str) -> list[tuple[str, np.ndarray]]:
     prompts = []
     for path in sorted(folder.rglob("*.g722")):
         rel = path.relative_to(folder).as_posix()
-        if rel.startswith("silence/"):
-            continue
-        audio = trim_silence(decode_g722(path))
-        audio = audio - np.float32(audio.mean()) if audio.size else audio  # codec DC offset
-        if len(audio) < MIN_PROMPT_SECONDS * SAMPLE_RATE:
-            continue
-        for k, piece in enumerate(split_long(audio)):
-            prompts.append((f"{lang}/{rel}" + (f"#{k}" if k else ""), piece.astype(np.float32)))
+        if not rel.startswith("silence/"):
+            prompts += prompt_pieces(path, f"{lang}/{rel}")
     return prompts
+
+
+def prompt_pieces(path: Path, name: str) -> list[tuple[str, np.ndarray]]:
+    """One prompt file as :func:`asterisk_prompts` lists it: trimmed, without its DC offset, split
+    when long (``name#1``...); empty when shorter than 0.3 s after trimming."""
+    audio = trim_silence(decode_g722(path))
+    audio = audio - np.float32(audio.mean()) if audio.size else audio  # codec DC offset
+    if len(audio) < MIN_PROMPT_SECONDS * SAMPLE_RATE:
+        return []
+    return [(name + (f"#{k}" if k else ""), piece.astype(np.float32))
+            for k, piece in enumerate(split_long(audio))]
 
 
 def concatenate(prompts: Sequence[tuple[str, np.ndarray]], rng: np.random.Generator
