@@ -78,7 +78,7 @@ def _runner(tmp_path, corpus, trainer, record: Path | None = None, **overrides) 
 
 
 def test_shipped_configs_parse():
-    for name in ("demo", "demo_quick", "voicebank", "dns2020", "study"):
+    for name in ("demo_quick", "voicebank", "dns2020", "study"):
         config = load_config(REPO / "configs" / f"{name}.yaml")
         assert {"none", "output", "sisnr", "spectral", "subband", "dfkd"} <= {v.method for v in config.variants}
         assert config.teacher.seed not in config.seeds
@@ -87,6 +87,29 @@ def test_shipped_configs_parse():
         if name != "demo_quick":
             assert len(config.seeds) >= 2 and len(config.architectures) == 3
         assert min(config.sweep.factors) <= 0.3 and max(config.sweep.factors) >= 3  # method.md
+
+
+def test_the_demo_is_a_small_copy_of_the_study_at_its_chosen_lambdas():
+    """configs/demo.yaml (issue #10, step 6): the study's students and teacher, no sweep, each KD
+    row at the lambda the study's committed DPTNet sweep chose (best mean validation SI-SNR, as
+    ExperimentRunner.choose_weights picks it), so the demo previews the study's table."""
+    import re
+
+    demo, study = (load_config(REPO / "configs" / f"{n}.yaml") for n in ("demo", "study"))
+    assert demo.architectures == ("dptnet",) and demo.sweep.factors == (1.0,)
+    assert (demo.student.preset, demo.teacher.preset) == (study.student.preset, study.teacher.preset)
+    assert demo.teacher.seed not in demo.seeds and len(demo.seeds) >= 2
+    assert demo.evaluation.test_clips is None  # every test clip, as the study
+    study_variants = {v.name: v for v in study.variants}
+    for variant in (v for v in demo.variants if v.is_kd):
+        assert variant.options == study_variants[variant.name].options, variant.name
+        scores = {}
+        for summary in (REPO / "records/study/runs/dptnet" / variant.name).glob(
+                "lam*-seed1-4000steps-*/eval-valid-*/summary.json"):
+            lam = float(re.match(r"lam([^-]+)-seed", summary.parts[-3]).group(1))
+            scores[lam] = json.loads(summary.read_text())["metrics"]["si_snr"]["mean"]
+        assert len(scores) == len(study.sweep.factors), f"{variant.name}: the study's sweep is not all recorded"
+        assert variant.kd_weight == max(scores, key=scores.get), (variant.name, scores)
 
 
 @pytest.mark.parametrize("change, message", [
