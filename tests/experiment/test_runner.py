@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -366,3 +367,53 @@ def test_sweep_score_from_history_when_validation_is_mixed_on_the_fly(tmp_path, 
     assert summary["metrics"]["si_snr"]["mean"] == 2.5  # the best.pt validation score
     chosen, record = runner.choose_weights("convtasnet", [cell], partial=True)
     assert record[cell.model]["candidates"] == {cell.kd_weight: 2.5}
+
+
+@pytest.mark.parametrize("arch, preset", [("convtasnet", "mini-causal"), ("dptnet", "micro-causal"),
+                                          ("dccrn", "micro-causal")])
+def test_a_causal_student_distils_in_the_grid_from_a_non_causal_teacher(tmp_path, corpus, arch, preset):
+    """Issue #12, step 3: the study's causal row group (configs/study_causal.yaml) in miniature.
+    The teacher sees whole utterances (non-causal, its outputs cached), the student only the past;
+    the KD method runs unchanged, and the distilled student streams hop by hop equal to its
+    offline forward."""
+    from dfkd.checkpoint import load_model
+    from dfkd.deploy.stream import Streamer
+
+    train = {"data": {"segment_seconds": 0.5, "valid_segment_seconds": 0.5, "valid_clips": 2,
+                      "pesq_clips": 0}, "valid_every": 2, "checkpoint_every": 2, "threads": 1,
+             "kd": {"cache_teacher": True}}
+    raw = {"architectures": [arch], "methods": ["none", "dfkd"], "seeds": [1],
+           "sweep": {"factors": [1], "steps": 2},
+           "teacher": {"preset": "mini", "pretrained": "none", "steps": 2, "batch_size": 2, "seed": 0},
+           "student": {"preset": preset, "steps": 2, "batch_size": 2}, "train": train,
+           "report": {"clips": 0}, "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0,
+                                                  "complexity": False}}
+    runner = ExperimentRunner(parse_config(_raw(**raw)), tmp_path / "exp", corpus, roots=[tmp_path],
+                              progress=False, device="cpu")
+    results = runner.run()
+    assert [r.model for r in results.rows] == ["noisy", "teacher", "none", "dfkd"]
+    runs = tmp_path / "exp" / "runs" / arch
+    teacher_run = next(runs.glob("teacher-*"))
+    assert not load_model(teacher_run).config.get("causal")
+    student_run = next((runs / "dfkd").iterdir())
+    history = json.loads((student_run / "history.json").read_text())
+    assert history["run"]["method"] == "dfkd" and np.isfinite(history["valid"][-1]["si_snr"])
+    student = load_model(student_run)
+    assert student.config.get("causal") is True
+    signal = torch.randn(1, 4000, generator=torch.Generator().manual_seed(0)).numpy()[0] * 0.1
+    with torch.no_grad():
+        offline = student(torch.from_numpy(signal)[None])[0].numpy()
+    streamed = Streamer(student).process(signal)
+    assert streamed.shape == offline.shape
+    assert np.abs(streamed - offline).max() <= 1e-5
+
+
+def test_the_causal_study_is_the_study_with_causal_students():
+    study, causal = (load_config(REPO / "configs" / f"{n}.yaml") for n in ("study", "study_causal"))
+    assert causal.student.preset == "micro-causal" and causal.teacher == study.teacher
+    assert set(causal.architectures) == set(study.architectures)
+    assert (causal.variants, causal.seeds, causal.sweep) == (study.variants, study.seeds, study.sweep)
+    assert (causal.student.steps, causal.train_options, causal.evaluation) == \
+        (study.student.steps, study.train_options, study.evaluation)
+    for arch in causal.architectures:  # every architecture has the causal twin of the student
+        assert models.build(arch, causal.student.preset).config.get("causal") is True
