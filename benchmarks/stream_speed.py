@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--presets", default="tiny-causal,micro-causal,student-causal,"
-                        "dccrn/tiny-causal,dccrn/micro-causal")
+                        "dccrn/tiny-causal,dccrn/micro-causal,dptnet/tiny-causal,dptnet/micro-causal")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"one thread, {args.seconds:g} s of audio per round, median of {args.rounds} rounds, "
