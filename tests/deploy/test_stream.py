@@ -12,26 +12,7 @@ import torch
 from dfkd import models
 from dfkd.deploy.stream import OnnxStep, Streamer, TorchStep, export_streaming, is_streaming_onnx
 from dfkd.errors import DfkdError
-
-
-def _model(preset: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = models.build("convtasnet", preset).eval()
-    with torch.no_grad():  # norms that are not the identity, so their running sums matter
-        for module in model.modules():
-            if hasattr(module, "gamma"):
-                module.gamma.uniform_(0.5, 1.5)
-                module.beta.uniform_(-0.3, 0.3)
-    return model
-
-
-def _offline(model: torch.nn.Module, signal: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return model(torch.from_numpy(signal)[None])[0].numpy()
-
-
-def _signal(samples: int, seed: int = 1) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(samples) * 0.3).astype(np.float32)
+from streaming_helpers import noise_signal as _signal, offline as _offline, perturbed_model
 
 
 @pytest.mark.parametrize("preset,samples", [("mini-causal", 8011), ("tiny-causal", 8011),
@@ -127,3 +108,7 @@ def test_causal_model_exports_offline_too(tmp_path):
 
     errors = export_checked(_model("tiny-causal"), tmp_path / "offline.onnx")
     assert max(errors.values()) < 1e-5
+
+
+def _model(preset: str, seed: int = 0) -> torch.nn.Module:
+    return perturbed_model("convtasnet", preset, seed)

@@ -10,6 +10,7 @@ import torch
 from dfkd import models
 from dfkd.deploy.stream import OnnxStep, Streamer, export_streaming
 from dfkd.errors import DfkdError
+from streaming_helpers import noise_signal as _signal, offline as _offline, perturbed_model
 
 CAUSAL = ("tiny-causal", "micro-causal")
 
@@ -18,29 +19,6 @@ CAUSAL = ("tiny-causal", "micro-causal")
 def _one_thread():
     torch.set_num_threads(1)
     yield
-
-
-def _trained_looking(preset: str, seed: int = 0) -> torch.nn.Module:
-    """An eval-mode model whose BatchNorms are not the identity (their statistics must be used)."""
-    torch.manual_seed(seed)
-    model = models.build("dccrn", preset).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.7, 1.3)
-                module.bias.uniform_(-0.1, 0.1)
-    return model
-
-
-def _offline(model: torch.nn.Module, signal: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return model(torch.from_numpy(signal)[None])[0].numpy()
-
-
-def _signal(samples: int, seed: int = 1) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(samples) * 0.3).astype(np.float32)
 
 
 @pytest.mark.parametrize("preset", CAUSAL)
@@ -166,3 +144,7 @@ def test_other_time_kernels_stream_too():
     signal = _signal(3001)
     np.testing.assert_allclose(Streamer(model).process(signal), _offline(model, signal),
                                atol=1e-5, rtol=0)
+
+
+def _trained_looking(preset: str, seed: int = 0) -> torch.nn.Module:
+    return perturbed_model("dccrn", preset, seed)

@@ -11,26 +11,7 @@ from dfkd import models
 from dfkd.deploy.stream import OnnxStep, Streamer, TorchStep, export_streaming
 from dfkd.errors import DfkdError
 from dfkd.models import dptnet
-
-
-def _model(preset: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = models.build("dptnet", preset).eval()
-    with torch.no_grad():  # norms that are not the identity, so their running sums matter
-        for module in model.modules():
-            if hasattr(module, "gamma"):
-                module.gamma.uniform_(0.5, 1.5)
-                module.beta.uniform_(-0.3, 0.3)
-    return model
-
-
-def _offline(model: torch.nn.Module, signal: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return model(torch.from_numpy(signal)[None])[0].numpy()
-
-
-def _signal(samples: int, seed: int = 1) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(samples) * 0.3).astype(np.float32)
+from streaming_helpers import noise_signal as _signal, offline as _offline, perturbed_model
 
 
 def _assert_equal_output(out: np.ndarray, offline: np.ndarray) -> None:
@@ -130,3 +111,7 @@ def test_export_streaming_and_enhance_stream_on_a_file(tmp_path, capsys):
     out, rate = sf.read(tmp_path / "out.wav", dtype="float32")
     assert rate == 16000
     _assert_equal_output(out, _offline(model, signal))
+
+
+def _model(preset: str, seed: int = 0) -> torch.nn.Module:
+    return perturbed_model("dptnet", preset, seed)
