@@ -8,11 +8,11 @@ import torch
 from dfkd import models
 
 
-def perturbed_model(arch: str, preset: str, seed: int = 0) -> torch.nn.Module:
+def perturbed_model(arch: str, preset: str, seed: int = 0, **overrides) -> torch.nn.Module:
     """An eval-mode model whose norms are not the identity, so a stream that dropped their state
     (cLN running sums, BatchNorm statistics) could not match the offline forward."""
     torch.manual_seed(seed)
-    model = models.build(arch, preset).eval()
+    model = models.build(arch, preset, **overrides).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

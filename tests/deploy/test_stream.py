@@ -37,8 +37,9 @@ def test_step_lags_the_offline_output_by_the_delay():
                                atol=1e-5, rtol=0)
 
 
-def test_feed_takes_any_block_sizes():
-    model = _model("mini-causal")
+@pytest.mark.parametrize("arch, preset", [("convtasnet", "mini-causal"), ("dccrn", "micro-causal")])
+def test_feed_takes_any_block_sizes(arch, preset):
+    model = perturbed_model(arch, preset)
     signal = _signal(5000)
     streamer = Streamer(model)
     pieces, start = [], 0

@@ -8,20 +8,14 @@ import torch
 from dfkd import models
 from dfkd.errors import DfkdError
 from dfkd.models.layers import CumulativeLayerNorm
+from streaming_helpers import perturbed_model
 
 CAUSAL = models.CAUSAL_PRESETS
 
 
 def _randomised(preset: str, seed: int = 0) -> torch.nn.Module:
     """A model whose norms are not the identity (so that their statistics matter)."""
-    torch.manual_seed(seed)
-    model = models.build("convtasnet", preset).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "gamma"):
-                module.gamma.uniform_(0.5, 1.5)
-                module.beta.uniform_(-0.3, 0.3)
-    return model
+    return perturbed_model("convtasnet", preset, seed)
 
 
 def test_cumulative_layer_norm_matches_per_frame_statistics():

@@ -69,17 +69,6 @@ def test_framing_and_the_delay():
                                rtol=0)
 
 
-def test_feed_takes_any_block_sizes():
-    model = _trained_looking("micro-causal")
-    signal = _signal(5000)
-    streamer = Streamer(model)
-    pieces, start = [], 0
-    for size in [3, 100, 1, 0, 517, 64, 2000]:
-        pieces.append(streamer.feed(signal[start: start + size]))
-        start += size
-    pieces += [streamer.feed(signal[start:]), streamer.flush()]
-    np.testing.assert_allclose(np.concatenate(pieces), _offline(model, signal), atol=1e-5, rtol=0)
-
 
 def test_state_resets_between_files():
     model = _trained_looking("tiny-causal")

@@ -11,20 +11,14 @@ from dfkd.errors import DfkdError
 from dfkd.models import dptnet
 from dfkd.models.complexity import count_macs, count_params
 from dfkd.models.layers import CumulativeLayerNorm
+from streaming_helpers import perturbed_model
 
 CAUSAL = ("tiny-causal", "micro-causal")
 
 
 def _randomised(preset: str, seed: int = 0, **overrides) -> torch.nn.Module:
     """A model whose norms are not the identity (so that their statistics matter)."""
-    torch.manual_seed(seed)
-    model = models.build("dptnet", preset, **overrides).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "gamma"):
-                module.gamma.uniform_(0.5, 1.5)
-                module.beta.uniform_(-0.3, 0.3)
-    return model
+    return perturbed_model("dptnet", preset, seed, **overrides)
 
 
 def _framing(config: dict) -> tuple[int, int, int]:
