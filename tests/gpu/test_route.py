@@ -22,14 +22,19 @@ from dfkd.experiment.config import load_config
 from dfkd.experiment.runner import ExperimentRunner
 
 REPO = Path(__file__).resolve().parents[2]
+# The final runs are long enough (about 10 s each on 2 cores, 3x the first call's budget of about
+# 3 s, and they start only after the sweep) that the first call's deadline always stops them: at 40
+# steps an idle machine once finished one inside that budget.
+FINAL_STEPS = 120
+FINALS = f"{FINAL_STEPS}steps"
 GRID = {
     "name": "gpu-route", "architectures": ["convtasnet"], "seeds": [1], "parallel_runs": 1,
     "methods": ["none", "sisnr"],
     "teacher": {"preset": "mini", "pretrained": "auto", "seed": 0},
-    "student": {"preset": "mini", "steps": 40, "batch_size": 2},
+    "student": {"preset": "mini", "steps": FINAL_STEPS, "batch_size": 2},
     "sweep": {"factors": [1, 3], "steps": 4, "seeds": [1]},
     "train": {"data": {"segment_seconds": 0.5, "valid_clips": 2, "pesq_clips": 0},
-              "valid_every": 20, "checkpoint_every": 10},
+              "valid_every": 60, "checkpoint_every": 10},
     "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False},
     "report": {"clips": 1},
 }
@@ -87,7 +92,7 @@ def test_device_script_then_restore_on_the_cpu_trains_nothing_twice(setup):
     assert "corpus" in log and "all" in log and "equal the packed corpus" in log  # bit for bit
     tar = root / "out" / "record.tar.gz"
     assert tar.is_file() and "session.json" in _members(tar)
-    assert not list((root / "work" / "exp").glob("runs/convtasnet/*/*40steps*/trained.json"))
+    assert not list((root / "work" / "exp").glob(f"runs/convtasnet/*/*{FINALS}*/trained.json"))
 
     # 2. the same command on a fresh machine: the last tar travels in .gpu/ (gpu/bundle.sh
     #    resume), the work folder is gone; it resumes from the tar and trains the rest
@@ -96,9 +101,9 @@ def test_device_script_then_restore_on_the_cpu_trains_nothing_twice(setup):
     log = _device(setup, deadline=180)
     assert "every cell trained; test scores deferred" in log
     names = _members(tar)
-    finals = [n for n in names if "40steps" in n and n.endswith("/best.pt")]
+    finals = [n for n in names if FINALS in n and n.endswith("/best.pt")]
     assert len(finals) == 2  # none and sisnr, seed 1, waiting for their test scores
-    assert not any("40steps" in n and n.endswith("last.pt") for n in names)  # trained: best.pt only
+    assert not any(FINALS in n and n.endswith("last.pt") for n in names)  # trained: best.pt only
     recorded = [n for n in names if n.startswith("record/") and n.endswith("done.json")]
     assert len(recorded) == 2  # the two sweep runs, scored on the validation split
     session = json.loads(tarfile.open(tar).extractfile("session.json").read())
@@ -117,7 +122,7 @@ def test_device_script_then_restore_on_the_cpu_trains_nothing_twice(setup):
     results = runner.run()
     assert runner.counts["trained"] == 0 and runner.counts["scored"] == 1 + 2  # teacher, finals
     assert {r.model for r in results.rows} == {"noisy", "teacher", "none", "sisnr"}
-    trained = json.loads(next(out.glob("runs/convtasnet/none/*40steps*/trained.json")).read_text())
+    trained = json.loads(next(out.glob(f"runs/convtasnet/none/*{FINALS}*/trained.json")).read_text())
     assert trained["device"] == "cpu" and trained["machine"]  # where the "GPU" trained it
     assert len(list(record.rglob("done.json"))) == 2 + 3  # the record now holds every cell
 
