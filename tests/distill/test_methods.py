@@ -277,6 +277,24 @@ def test_dfkd_parts_and_crossover_bins():
     assert out.crossover_bins.numel() > 0
 
 
+@pytest.mark.parametrize("cosine_bins", ["", "10/40"])
+def test_dfkd_band_losses_are_the_parts_with_their_gradients(cosine_bins):
+    # what benchmarks/kd_gradient_share.py takes apart: each band still attached to the graph,
+    # summing (values and gradients) to the loss the trainer uses
+    teacher = _speechlike()
+    student = (teacher + 0.05 * torch.randn_like(teacher)).requires_grad_(True)
+    kd = make_kd_loss("dfkd", cosine_bins=cosine_bins)
+    low, high, bins = kd.band_losses(student, teacher, teacher)
+    out = kd(student, teacher, clean=teacher)
+    assert (low.item(), high.item()) == pytest.approx((out.parts["low"].item(), out.parts["high"].item()))
+    assert torch.equal(bins, out.crossover_bins)
+    g_low, = torch.autograd.grad(low, student, retain_graph=True)
+    g_high, = torch.autograd.grad(high, student, retain_graph=True)
+    g_total, = torch.autograd.grad(out.loss, student)
+    assert g_low.norm() > 0 and g_high.norm() > 0
+    torch.testing.assert_close(g_low + g_high, g_total, rtol=1e-4, atol=1e-9)
+
+
 def test_dfkd_polarity_fix_makes_an_inverted_teacher_harmless():
     clean = _speechlike(seed=1)
     gen = torch.Generator().manual_seed(3)

@@ -229,10 +229,12 @@ def test_paired_difference_single_clip_has_unknown_error():
 
 
 def test_written_files(tmp_path):
-    sweeps = {"convtasnet": {"dfkd": {"chosen": 1.0, "candidates": {0.3: 5.1, 1.0: 5.4, 3.0: 4.9}}}}
+    sweeps = {"convtasnet": {"dfkd": {"chosen": 1.0, "candidates": {0.3: 5.1, 1.0: 5.4, 3.0: 4.9},
+                                      "grad_ratio": {"0.3": 0.05, "1.0": 0.1734, "3.0": 0.6}}}}
     results = build_results(_records(), sweeps=sweeps)
     write_results(results, tmp_path)
     md = (tmp_path / "results.md").read_text()
+    assert "| 1 | 0.173 |" in md  # the KD/task gradient ratio at the chosen lambda (JSON keys)
     assert md.index("| – | noisy") < md.index("| convtasnet | teacher")
     assert "dfkd ★" in md
     assert "teacher leads `none` by +3.00" in md
@@ -270,7 +272,9 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
 
 
 def _build_report(out: Path) -> Path:
-    results = build_results(_records())
+    sweeps = {"convtasnet": {"dfkd": {"chosen": 1.0, "candidates": {1.0: 5.4, 3.0: 4.9},
+                                      "grad_ratio": {"1.0": 0.0419}}}}
+    results = build_results(_records(), sweeps=sweeps)
     write_results(results, out)
     (out / "plots").mkdir()
     (out / "audio").mkdir()
@@ -312,6 +316,7 @@ def test_report_html_is_self_contained(tmp_path):
     assert "http://" not in page and "https://" not in page  # no external resource
     assert page.count("<audio") == 3 and 'src="audio/clip0_noisy.wav"' in page
     assert "dfkd ★" in page and "teacher leads" in page
+    assert "<td>1</td><td>0.042</td>" in page  # the sweep's KD/task gradient ratio at the chosen λ
 
 
 def test_report_html_refuses_missing_files(tmp_path):

@@ -367,6 +367,15 @@ def test_sweep_score_from_history_when_validation_is_mixed_on_the_fly(tmp_path, 
     assert summary["metrics"]["si_snr"]["mean"] == 2.5  # the best.pt validation score
     chosen, record = runner.choose_weights("convtasnet", [cell], partial=True)
     assert record[cell.model]["candidates"] == {cell.kd_weight: 2.5}
+    assert record[cell.model]["grad_ratio"] == {}  # the history logged no gradient ratio
+
+    # the KD share of the gradient the trainer logged, over the second half of the run: median
+    history["train"] = [{"step": 1, "grad_ratio": 9.0}, {"step": 2, "grad_ratio": 9.0},
+                        {"step": 4, "grad_ratio": 0.1}, {"step": 5, "task": 1.0},
+                        {"step": 6, "grad_ratio": 0.3}, {"step": 8, "grad_ratio": 0.2}]
+    (cell.run_dir / "history.json").write_text(json.dumps(history))
+    _, record = runner.choose_weights("convtasnet", [cell], partial=True)
+    assert record[cell.model]["grad_ratio"] == {cell.kd_weight: pytest.approx(0.25)}  # steps 6, 8
 
 
 @pytest.mark.parametrize("arch, preset", [("convtasnet", "mini-causal"), ("dptnet", "micro-causal"),

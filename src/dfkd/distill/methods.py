@@ -303,22 +303,29 @@ class DfkdKD(KDLoss):
             "cosine_bins": "" if self.cosine_bins is None else str(self.cosine_bins),
         }
 
-    def compute(self, student, teacher, clean) -> KDOutput:
-        teacher = _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix)
+    def band_losses(self, student: torch.Tensor, teacher: torch.Tensor, clean: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(L_low, L_high, crossover bins of the frames counted)``, both losses still attached to
+        the graph: what :meth:`compute` sums, kept apart so that each band's share of the gradient
+        can be measured (benchmarks/kd_gradient_share.py)."""
+        teacher = _reference_teacher(teacher.detach(), clean, self.polarity_fix, self.scale_fix)
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
+        inclusive = self.adapter.crossover == "inclusive"
         if self.cosine_bins is not None:
             low, high, active = patched_band_losses(
-                teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
-                self.beta, self.silence_db, self.cosine_bins.low, self.cosine_bins.high)
-            return KDOutput(low + high, {"low": low.detach(), "high": high.detach()}, crossover[active])
-        low, high, active = _band_losses_frames_last(
-            teacher_frames, student_frames, crossover, self.adapter.crossover == "inclusive",
-            self.beta, self.silence_db, teacher_power,
-        )
-        parts = {"low": low.detach(), "high": high.detach()}
-        return KDOutput(low + high, parts, crossover[active])
+                teacher_frames, student_frames, crossover, inclusive, self.beta, self.silence_db,
+                self.cosine_bins.low, self.cosine_bins.high)
+        else:
+            low, high, active = _band_losses_frames_last(
+                teacher_frames, student_frames, crossover, inclusive, self.beta, self.silence_db,
+                teacher_power)
+        return low, high, crossover[active]
+
+    def compute(self, student, teacher, clean) -> KDOutput:
+        low, high, crossover = self.band_losses(student, teacher, clean)
+        return KDOutput(low + high, {"low": low.detach(), "high": high.detach()}, crossover)
 
 
 class DispatchKD(KDLoss):

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from ..files import write_text
 from .tables import (
-    PAIRED_NOTE, format_comparison, lead_sentence, metric_header, table_cells, table_header, verdict_sentence,
+    PAIRED_NOTE, RATIO_NOTE, chosen_gradient_ratio, format_comparison, format_ratio, lead_sentence,
+    metric_header, table_cells, table_header, verdict_sentence,
 )
 from .results import BASELINE, NOISY, PAIRED_METRICS, TEACHER, Results
 
@@ -113,10 +114,12 @@ def sweep_table(results: Results) -> str:
                 (f"<b>{float(lam):g}: {val:.2f}</b>" if float(lam) == chosen else f"{float(lam):g}: {val:.2f}")
                 for lam, val in sorted(sweep.get("candidates", {}).items(), key=lambda kv: float(kv[0])))
             body.append(f'<tr><td class="l">{_esc(arch)}</td><td class="l">{_esc(method)}</td>'
-                        f'<td class="l">{cands}</td><td>{chosen:g}</td></tr>')
+                        f'<td class="l">{cands}</td><td>{chosen:g}</td>'
+                        f'<td>{format_ratio(chosen_gradient_ratio(sweep))}</td></tr>')
     return ('<table><thead><tr><th class="l">arch</th><th class="l">method</th>'
-            '<th class="l">candidate λ: validation SI-SNR (dB)</th><th>chosen λ</th></tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+            '<th class="l">candidate λ: validation SI-SNR (dB)</th><th>chosen λ</th>'
+            '<th>λ‖∇KD‖/‖∇task‖ at it</th></tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table><p>{_esc(RATIO_NOTE)}</p>")
 
 
 def _figure(fig: ReportFigure) -> str:

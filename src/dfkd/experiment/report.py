@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import plots
-from .curves import mean_curve
+from .curves import mean_curve, read_history
 from ..checkpoint import load_model
 from .html import ReportClip, ReportFigure, write_report_html
 from .config import EvaluationConfig, ExperimentConfig
@@ -114,11 +114,7 @@ def _logged_counts(cells: Sequence[Cell]) -> list[int] | None:
     are the variant's (summing over seeds would only count the same frames again).
     """
     for cell in sorted(cells, key=lambda c: c.seed or 0):
-        path = cell.run_dir / "history.json"
-        try:
-            history = json.loads(path.read_text()) if path.is_file() else {}
-        except ValueError:
-            continue
+        history = read_history(cell.run_dir) or {}
         logged = [r["crossover_counts"] for r in history.get("valid", []) if r.get("crossover_counts")]
         if logged:
             return list(logged[-1])
@@ -188,11 +184,7 @@ def _recompute_counts(grid: ReportInputs, teacher: Cell, losses: dict[str, Any]
 
 
 def _history(cell: Cell) -> dict[str, Any] | None:
-    path = cell.run_dir / "history.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except ValueError:  # a figure is not worth failing the report for
-        return None
+    return read_history(cell.run_dir)
 
 
 def validation_curves(grid: ReportInputs, results: Results

@@ -48,6 +48,7 @@ from .plan import (
 )
 from ..evaluation.scoring import default_workers
 from ..files import write_json
+from .curves import late_gradient_ratio, read_history
 from .jobs import train_job
 from .record import check_manifest, has_weights, restore, save_cell
 from .report import ReportInputs, complexity, write_report
@@ -437,16 +438,22 @@ class ExperimentRunner:
                     continue
                 raise DfkdError(f"{arch} {variant.name}: lambda sweep not finished")
             scores: dict[float, list[float]] = {}
+            ratios: dict[float, list[float]] = {}  # why a lambda works: the KD share of the gradient
             for cell in mine:
                 value = _read_json(cell.eval_dir / "summary.json")["metrics"][SWEEP_METRIC]["mean"]
                 scores.setdefault(cell.kd_weight, []).append(
                     value if value is not None and math.isfinite(value) else -math.inf)
+                history = read_history(cell.run_dir)
+                ratio = late_gradient_ratio(history) if history is not None else None
+                if ratio is not None:
+                    ratios.setdefault(cell.kd_weight, []).append(ratio)
             means = {lam: sum(v) / len(v) for lam, v in scores.items()}
             centre = default_weight(variant)
             best = max(means, key=lambda lam: (means[lam], -abs(math.log(lam / centre))))
             chosen[variant.name] = best
             record[variant.name] = {"chosen": best, "candidates": means, "metric": f"valid {SWEEP_METRIC}",
-                                    "seeds": list(self.config.sweep_seeds), "steps": self.config.sweep_steps}
+                                    "seeds": list(self.config.sweep_seeds), "steps": self.config.sweep_steps,
+                                    "grad_ratio": {lam: sum(v) / len(v) for lam, v in ratios.items()}}
         return chosen, record
 
     # ---------------------------------------------------------------------------- collecting

@@ -167,6 +167,24 @@ PAIRED_NOTE = ("Per clip, each model's scores averaged over its seeds minus the 
                "seeds: the same-seed difference, mean ± std over seeds, seeds better).")
 
 
+RATIO_NOTE = ("λ‖∇KD‖/‖∇task‖: the KD term's gradient norm over the task loss's, median over "
+              "the second half of the sweep run's training (the trainer's `grad_ratio`): a KD term "
+              "at a few percent of the task's barely moves the student.")
+
+
+def chosen_gradient_ratio(sweep: Mapping[str, Any]) -> float | None:
+    """The logged KD/task gradient ratio of the sweep's chosen lambda (keys may be strings: JSON)."""
+    chosen = float(sweep.get("chosen", math.nan))
+    for lam, ratio in (sweep.get("grad_ratio") or {}).items():
+        if float(lam) == chosen and ratio is not None:
+            return float(ratio)
+    return None
+
+
+def format_ratio(ratio: float | None) -> str:
+    return "–" if ratio is None or not math.isfinite(ratio) else f"{ratio:.3f}"
+
+
 def to_markdown(results: Results) -> str:
     """``results.md``: the table, the teacher leads, the paired differences and the lambda sweeps."""
     header = table_header(results.metrics)
@@ -199,15 +217,16 @@ def to_markdown(results: Results) -> str:
                   *_paired_lines(results, results.paired_best, shown)]
     if results.sweeps:
         lines += ["", "## KD weight (λ) chosen by the validation sweep", "",
-                  "Validation SI-SNR (dB) per candidate λ; the best is chosen (**bold**).", "",
-                  "| arch | method | candidates | chosen λ |", "|---|---|---|---:|"]
+                  "Validation SI-SNR (dB) per candidate λ; the best is chosen (**bold**). " + RATIO_NOTE, "",
+                  "| arch | method | candidates | chosen λ | λ‖∇KD‖/‖∇task‖ at it |", "|---|---|---|---:|---:|"]
         for arch, methods in results.sweeps.items():
             for method, sweep in methods.items():
                 cands = ", ".join(
                     (f"**{float(lam):g}: {val:.2f}**" if float(lam) == float(sweep.get("chosen", math.nan))
                      else f"{float(lam):g}: {val:.2f}")
                     for lam, val in sorted(sweep.get("candidates", {}).items(), key=lambda kv: float(kv[0])))
-                lines.append(f"| {arch} | {method} | {cands} | {float(sweep['chosen']):g} |")
+                lines.append(f"| {arch} | {method} | {cands} | {float(sweep['chosen']):g} | "
+                             f"{format_ratio(chosen_gradient_ratio(sweep))} |")
     lines += ["", results.provenance, ""]
     return "\n".join(lines)
 
