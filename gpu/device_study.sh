@@ -6,15 +6,19 @@
 #                                     [--config configs/study.yaml] [--record records/study]
 #                                     [--data DIR] [--device cuda]
 #   bash gpu/device_study.sh teachers [--deadline 540] [--minutes 6] [--device cuda]
-#                                     [--batch-size 16] [--segment-seconds 3]
+#                                     [--batch-size 16] [--segment-seconds 3] [--from-scratch]
+#                                     [--archs "convtasnet dccrn"] [--lr 5e-4]
 #
 # study:    installs the carried wheels into a scratch site, rebuilds the demo corpus at the path
 #           the record was made on (bit for bit, checked by SHA-256; gpu/corpus_sources.py), and
 #           runs `dfkd experiment` there: many one-thread runs at once on the one GPU, the sweeps
 #           scored (validation SI-SNR), the final runs trained and their test scores left to the
 #           CPU (pesq has no cp312 wheel: --defer-test-scores).
-# teachers: writes the teachers' mixing sources from the carried prompts and trains the three
-#           `small` teachers side by side (pretrained/train_teachers.py), or resumes them.
+# teachers: writes the teachers' mixing sources from the carried prompts (--varied: room
+#           reverberation, wider level and SNR spread, more noise clips) and trains the `small`
+#           teachers whose lead is short (Conv-TasNet, DCCRN-CL: issue #10) side by side
+#           (pretrained/train_teachers.py), continuing from the committed ones (a further stage,
+#           peak lr 5e-4; --from-scratch: from random weights), or resumes them.
 #
 # --deadline SECONDS counts from the start of this script: no cell starts and every run in
 # flight saves last.pt at (deadline - 45 s), and the results are packed by the deadline. Give
@@ -29,7 +33,7 @@ ARGS="$*"
 cd "$(dirname "$0")/.."
 mode=${1:-}; shift || true
 DEADLINE=540; PARALLEL=16; ARCH=""; DEVICE=cuda; CONFIG=configs/study.yaml; RECORD=records/study
-DATA=""; MINUTES=6; BATCH=16; SEGMENT=3
+DATA=""; MINUTES=6; BATCH=16; SEGMENT=3; TEACHER_ARCHS="convtasnet dccrn"; INIT=pretrained; LR=5e-4
 # seconds between the runs' deadline and the script's (last steps, validation, packing), between
 # two packs, and the least worth starting the grid for (small in the CPU test of this script)
 STOP_MARGIN=${GPU_STOP_MARGIN:-45}
@@ -47,10 +51,13 @@ while [ $# -gt 0 ]; do
     --minutes) MINUTES=$2; shift 2 ;;
     --batch-size) BATCH=$2; shift 2 ;;
     --segment-seconds) SEGMENT=$2; shift 2 ;;
+    --archs) TEACHER_ARCHS=$2; shift 2 ;;
+    --lr) LR=$2; shift 2 ;;
+    --from-scratch) INIT=""; LR=""; shift ;;
     *) echo "error: unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
-case "$mode" in study|teachers) ;; *) sed -n '2,26p' "$0" >&2; exit 2 ;; esac
+case "$mode" in study|teachers) ;; *) sed -n '2,29p' "$0" >&2; exit 2 ;; esac
 
 BUNDLE=${GPU_BUNDLE:-$PWD/.gpu}
 WORK=${GPU_WORK:-$PWD/.gpu-work}
@@ -137,7 +144,7 @@ else
   if [ ! -f "$WORK/teacher_sources/.done" ]; then
     "$PY" gpu/corpus_sources.py music --unpack "$BUNDLE/moh" --out "$WORK/moh"
     "$PY" pretrained/make_teacher_sources.py --out "$WORK/teacher_sources" --sounds "$BUNDLE/sounds" \
-      --moh "$WORK/moh"
+      --moh "$WORK/moh" --varied
     touch "$WORK/teacher_sources/.done"
   fi
   packer & PACKER=$!
@@ -152,9 +159,10 @@ else
     done
     for pid in "${pids[@]}"; do wait "$pid" || true; done  # 75: stopped again at the deadline
   else
+    arch_args=(); for a in $TEACHER_ARCHS; do arch_args+=(--arch "$a"); done
     "$PY" pretrained/train_teachers.py --sources "$WORK/teacher_sources" --out "$WORK/teachers" \
       --minutes "$MINUTES" --device "$DEVICE" --batch-size "$BATCH" --segment-seconds "$SEGMENT" \
-      --deadline "$budget" \
+      --deadline "$budget" "${arch_args[@]}" ${INIT:+--init "$INIT"} ${LR:+--lr "$LR"} \
       || say "train_teachers.py ended with status $?"
   fi
   kill "$PACKER" 2>/dev/null || true; wait "$PACKER" 2>/dev/null || true

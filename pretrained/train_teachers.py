@@ -10,7 +10,12 @@ reproduces them without this script.
 Usage::
 
     python pretrained/train_teachers.py --sources data/teacher_sources --out runs/teachers \
-        --minutes 7 [--device cuda] [--batch-size 16] [--segment-seconds 3] [--deadline SECONDS]
+        --minutes 7 [--device cuda] [--batch-size 16] [--segment-seconds 3] [--deadline SECONDS] \
+        [--arch convtasnet --arch dccrn] [--init pretrained] [--lr 5e-4]
+
+``--init DIR`` continues from ``DIR/<arch>_small.pt`` (the committed teachers: a further stage, as
+stage 2 continued stage 1; ``--lr`` then sets a lower peak) instead of training from scratch;
+``--arch`` picks the teachers to train (default all three).
 
 ``--deadline`` (seconds from now) makes every run save ``last.pt`` and stop there if it is still
 going (a time-limited machine, gpu/device_study.sh); ``dfkd train --resume`` continues it.
@@ -63,7 +68,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds from now at which unfinished runs save last.pt and stop")
     parser.add_argument("--safety", type=float, default=0.8,
                         help="share of the probed step rate to plan with (data loading, validation)")
+    parser.add_argument("--arch", action="append", choices=ARCHS, default=None,
+                        help="a teacher to train (repeatable; default: all three)")
+    parser.add_argument("--init", type=Path, default=None, metavar="DIR",
+                        help="continue from DIR/<arch>_small.pt instead of from scratch")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--warmup-steps", type=int, default=None)
     args = parser.parse_args(argv)
+    archs = tuple(dict.fromkeys(args.arch)) if args.arch else ARCHS
+    if args.init is not None:
+        missing = [str(args.init / f"{a}_small.pt") for a in archs if not (args.init / f"{a}_small.pt").is_file()]
+        if missing:
+            print(f"error: --init: no teacher {', '.join(missing)}", file=sys.stderr)
+            return 2
     deadline = None if args.deadline is None else time.time() + args.deadline
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     if args.device == "auto":
@@ -74,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Probe: the three models step at once, as they will train.
     probes = {a: subprocess.Popen([sys.executable, "-c", PROBE, a, args.device, str(args.batch_size),
                                    str(args.segment_seconds)], stdout=subprocess.PIPE, text=True, env=env)
-              for a in ARCHS}
+              for a in archs}
     step_s = {}
     for arch, proc in probes.items():
         out, _ = proc.communicate()
@@ -89,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Train the three side by side.
     args.out.mkdir(parents=True, exist_ok=True)
     procs = {}
-    for arch in ARCHS:
+    for arch in archs:
         cmd = [sys.executable, "-m", "dfkd", "train", "--arch", arch, "--preset", "small",
                "--data", str(args.sources), "--out", str(args.out / arch),
                "--steps", str(steps[arch]), "--batch-size", str(args.batch_size),
@@ -98,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                "--valid-every", str(max(200, steps[arch] // 10)),
                "--checkpoint-every", str(max(200, steps[arch] // 10)),
                "--set", "data.pesq_clips=0", "--no-progress"]
+        if args.init is not None:
+            cmd += ["--init", str(args.init / f"{arch}_small.pt")]
+        if args.lr is not None:
+            cmd += ["--set", f"optim.lr={args.lr:g}"]
+        if args.warmup_steps is not None:
+            cmd += ["--set", f"optim.warmup_steps={args.warmup_steps}"]
         if deadline is not None:
             cmd += ["--set", f"deadline={deadline:.0f}"]
         print("$ dfkd " + " ".join(cmd[3:]), flush=True)
