@@ -134,3 +134,66 @@ def test_a_clean_noise_folder_pair_trains_a_student(corpus, tmp_path):
         dfkd.distill_student(teacher=teacher, data=corpus, out=tmp_path / "bad", method="sisnr",
                              adapter="fixed:1000")
     assert not (tmp_path / "bad").exists()
+
+
+def test_corpus_mix_command_writes_a_corpus_that_trains(tmp_path, capsys):
+    from dfkd.cli import main
+
+    sources = make_clean_noise(tmp_path / "sources", speakers=8, noises=8)
+    out = tmp_path / "mine"
+    assert main(["corpus", "mix", "--out", str(out), "--clean", str(sources / "clean"),
+                 "--noise", str(sources / "noise"), "--rir", str(sources / "rir"),
+                 "--snr-min", "0", "--snr-max", "10", "--rir-prob", "0.25", "--valid-fraction", "0.2",
+                 "--test-fraction", "0.2"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean+noise corpus (train " in printed and "2 impulse response(s)" in printed
+    meta = json.loads((out / "dfkd_corpus.json").read_text())
+    assert meta["snr_range"] == [0.0, 10.0] and meta["rir_prob"] == 0.25 and meta["rir"] == "../sources/rir"
+    assert detect_layout(out) == "clean+noise"
+    noisy, target = training_dataset(out, "train", 0.5)[0]
+    assert noisy.shape == target.shape == (SR // 2,)
+    counts = [len(source_files(MixSpec(sources / "clean", sources / "noise", valid_fraction=0.2,
+                                       test_fraction=0.2), s)[0]) for s in ("train", "valid", "test")]
+    assert sum(counts) == 8 and all(counts)  # every speaker in exactly one split
+
+
+@pytest.mark.parametrize("case, match", [
+    ("no-folder", "--noise must be a folder"),
+    ("empty-clean", "no audio files"),
+    ("snr", "snr_range .* the minimum exceeds the maximum"),
+    ("few-speakers", "at least 3"),
+    ("paired-corpus", "already a folders corpus of paired files"),
+])
+def test_corpus_mix_refuses_bad_input_and_writes_nothing(tmp_path, capsys, case, match):
+    from dfkd.cli import main
+
+    sources = make_clean_noise(tmp_path / "sources", speakers=2 if case == "few-speakers" else 6)
+    clean, noise = sources / "clean", sources / "noise"
+    out = tmp_path / "mine"
+    args = ["corpus", "mix", "--out", str(out), "--clean", str(clean), "--noise", str(noise)]
+    if case == "no-folder":
+        args[args.index(str(noise))] = str(tmp_path / "missing")
+    elif case == "empty-clean":
+        (tmp_path / "empty").mkdir()
+        args[args.index(str(clean))] = str(tmp_path / "empty")
+    elif case == "snr":
+        args += ["--snr-min", "10", "--snr-max", "0"]
+    elif case == "paired-corpus":
+        (out / "noisy").mkdir(parents=True)
+        (out / "clean").mkdir()
+
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dfkd corpus: error:")
+    assert __import__("re").search(match, err), err
+    assert not (out / "dfkd_corpus.json").exists()
+
+
+def test_three_groups_give_every_split_one_even_when_the_hash_holds_out_two(tmp_path):
+    # with 3 noise files and 20 % + 20 % held out, the name hash once sent none to train (the
+    # first training step then failed on a DNS error): train now gets one back
+    sources = make_clean_noise(tmp_path, noises=3)
+    spec = MixSpec(sources / "clean", sources / "noise", valid_fraction=0.2, test_fraction=0.2)
+    noise = {split: source_files(spec, split)[1] for split in ("train", "valid", "test")}
+    assert all(len(files) == 1 for files in noise.values())
+    assert len({f for files in noise.values() for f in files}) == 3

@@ -4,6 +4,9 @@
                      [--reverb-prob 0] [--synthetic] [--force]
     dfkd corpus heldout --out data/heldout_corpus [--minutes 5] [--seed 0] [--snr-min -10 --snr-max 20]
                         [--reverb-prob 0.25] [--force]
+    dfkd corpus mix --out ROOT --clean DIR --noise DIR [--rir DIR] [--snr-min -5 --snr-max 20]
+                    [--level-min -35 --level-max -15] [--rir-prob 0.5] [--valid-fraction 0.1]
+                    [--test-fraction 0.1] [--seed 0]
     dfkd corpus check DATA [--split train valid test] [--sample-rate 16000]
 """
 
@@ -53,6 +56,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="replace an existing corpus built with other settings")
     held.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    mixp = sub.add_parser("mix", help="make your own folders of clean speech and noise (and impulse "
+                                      "responses) a corpus mixed on the fly (writes dfkd_corpus.json)")
+    mixp.add_argument("--out", required=True, help="the corpus folder that --data then takes")
+    mixp.add_argument("--clean", required=True, help="folder of clean speech (searched recursively)")
+    mixp.add_argument("--noise", required=True, help="folder of noise files")
+    mixp.add_argument("--rir", default=None, help="folder of room impulse responses (default: none)")
+    mixp.add_argument("--snr-min", type=float, default=-5.0, help="lowest SNR in dB (default: %(default)s)")
+    mixp.add_argument("--snr-max", type=float, default=20.0, help="highest SNR in dB (default: %(default)s)")
+    mixp.add_argument("--level-min", type=float, default=-35.0,
+                      help="lowest speech level in dBFS (default: %(default)s)")
+    mixp.add_argument("--level-max", type=float, default=-15.0,
+                      help="highest speech level in dBFS (default: %(default)s)")
+    mixp.add_argument("--rir-prob", type=float, default=0.5,
+                      help="share of reverberant mixtures when --rir is given (default: %(default)s)")
+    mixp.add_argument("--valid-fraction", type=float, default=0.1,
+                      help="share of speakers (and noises) held out for validation (default: %(default)s)")
+    mixp.add_argument("--test-fraction", type=float, default=0.1,
+                      help="share held out for the test set (default: %(default)s)")
+    mixp.add_argument("--seed", type=int, default=0,
+                      help="seed of the fixed validation and test mixtures (default: %(default)s)")
+
     check = sub.add_parser("check", help="read every file of a corpus and list all problems")
     check.add_argument("data", help="corpus folder or manifest (.csv/.jsonl)")
     check.add_argument("--split", nargs="+", default=None, choices=("train", "valid", "test"),
@@ -79,6 +103,46 @@ def _heldout(args: argparse.Namespace) -> int:
     settings = HeldoutSettings(minutes=args.minutes, seed=args.seed, snr_min=args.snr_min,
                                snr_max=args.snr_max, reverb_prob=args.reverb_prob)
     build_heldout_corpus(args.out, settings, force=args.force, progress=not args.quiet)
+    return 0
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..data.layouts import detect_layout
+    from ..data.mixing import META, mix_corpus, mix_spec, source_files
+
+    # a dfkd_corpus.json in a corpus of paired files (or of another kind) would hide that corpus
+    if (Path(args.out) / META).is_file() and mix_spec(args.out) is None:
+        raise DfkdError(f"{Path(args.out) / META}: the file of another corpus; give --out a new folder")
+    if Path(args.out).is_dir() and not (Path(args.out) / META).is_file():
+        try:
+            layout = detect_layout(args.out)
+        except DfkdError:  # not a corpus yet: fine
+            layout = None
+        if layout in ("voicebank", "folders", "manifest"):
+            raise DfkdError(f"{args.out}: already a {layout} corpus of paired files; give --out a new folder")
+    for option, folder in (("--clean", args.clean), ("--noise", args.noise), ("--rir", args.rir)):
+        if folder is not None and not Path(folder).is_dir():
+            raise DfkdError(f"{folder}: {option} must be a folder")
+    meta = {"layout": "clean+noise", "clean": str(Path(args.clean).absolute()),
+            "noise": str(Path(args.noise).absolute()),
+            "rir": None if args.rir is None else str(Path(args.rir).absolute()),
+            "snr_range": [args.snr_min, args.snr_max], "level_range": [args.level_min, args.level_max],
+            "rir_prob": args.rir_prob, "valid_fraction": args.valid_fraction,
+            "test_fraction": args.test_fraction, "seed": args.seed}
+    # every setting and every split checked before anything is written (nothing partial)
+    spec = mix_spec(args.out, meta).check()
+    counts = {split: source_files(spec, split) for split in ("train", "valid", "test")}
+    mix_corpus(args.out, clean=args.clean, noise=args.noise, rir=args.rir,
+               snr_range=(args.snr_min, args.snr_max), level_range=(args.level_min, args.level_max),
+               rir_prob=args.rir_prob, valid_fraction=args.valid_fraction,
+               test_fraction=args.test_fraction, seed=args.seed)
+    splits = ", ".join(f"{split} {len(c)} clean / {len(n)} noise" for split, (c, n, _) in counts.items())
+    rirs = len(counts["train"][2])
+    print(f"{args.out}: clean+noise corpus ({splits}; {rirs} impulse response(s)"
+          f"{f', {args.rir_prob:g} of the mixtures reverberant' if rirs else ''}); "
+          f"use it as --data {args.out}")
     return 0
 
 
@@ -118,5 +182,7 @@ def run(args: argparse.Namespace) -> int:
         return _heldout(args)
     if args.action == "check":
         return _check(args)
-    raise DfkdError("choose an action: `dfkd corpus demo`, `dfkd corpus heldout` or "
-                    "`dfkd corpus check DATA`")
+    if args.action == "mix":
+        return _mix(args)
+    raise DfkdError("choose an action: `dfkd corpus demo`, `dfkd corpus heldout`, `dfkd corpus mix` "
+                    "or `dfkd corpus check DATA`")

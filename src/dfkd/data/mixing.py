@@ -210,6 +210,9 @@ def split_files(files: Sequence[Path], split: str, valid_fraction: float, test_f
     if not test:
         rest = [g for g in rest if g not in valid]
         test = {rest.pop(0)}
+    if not set(groups) - valid - test:  # the hash held every group out: train gets one back
+        donor = valid if len(valid) > 1 else test  # with >= 3 groups one of them holds two
+        donor.discard(max(donor, key=_fraction))
     chosen = {"valid": valid, "test": test}.get(split)
     if chosen is None:
         chosen = set(groups) - valid - test
