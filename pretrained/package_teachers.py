@@ -12,8 +12,14 @@ Usage::
 
     python pretrained/package_teachers.py --stages RUNS1 RUNS2 --corpus data/demo_corpus \
         [--out pretrained] [--sources data/teacher_sources]
+    python pretrained/package_teachers.py --after pretrained --stages runs/teachers/stage3 \
+        --corpus data/demo_corpus --sources data/teacher_sources_varied --varied \
+        --archs convtasnet dccrn
 
 where ``RUNS<N>/<arch>`` are the run folders of stage N (the last stage is the teacher).
+``--after DIR`` continues the committed records of ``DIR/<arch>_small/``: their stages and commands
+come first, and the given stages follow, the first of them started (``--init``) from the last
+committed stage's ``best.pt`` (the committed teacher; ``train_teachers.py --init pretrained``).
 """
 
 from __future__ import annotations
@@ -48,21 +54,44 @@ def stage_command(stage: int, arch: str, run: Path, sources: str, previous: str 
     return " \\\n    ".join(parts)
 
 
-def package(arch: str, stages: list[Path], corpus: Path, out: Path, sources: str) -> dict:
+def committed_stages(folder: Path) -> int:
+    """How many stages the committed records in ``folder`` (``stage<N>.yaml``) hold."""
+    count = 0
+    while (folder / f"stage{count + 1}.yaml").is_file():
+        count += 1
+    if count == 0:
+        raise SystemExit(f"{folder}: no stage1.yaml; --after takes the folder holding <arch>_small/")
+    return count
+
+
+def package(arch: str, stages: list[Path], corpus: Path, out: Path, sources: str,
+            after: Path | None = None, varied: bool = False) -> dict:
     folder = out / f"{arch}_small"
+    sources_line = ("# Sources: python pretrained/make_teacher_sources.py --out " + sources
+                    + (" --varied" if varied else ""))
     with tempfile.TemporaryDirectory(dir=out) as tmp:  # built aside, moved in whole
         staging = Path(tmp) / folder.name
         staging.mkdir()
         commands = ["#!/bin/sh", f"# Retrain the {arch} demo teacher from scratch (seed in the configs).",
-                    "# Sources: python pretrained/make_teacher_sources.py --out " + sources, "set -e"]
-        previous = None
-        for number, root in enumerate(stages, start=1):
+                    sources_line, "set -e"]
+        previous, first = None, 1
+        if after is not None:  # the committed stages first, as they were recorded
+            old = after / f"{arch}_small"
+            done = committed_stages(old)
+            for number in range(1, done + 1):
+                for name in (f"stage{number}.yaml", f"stage{number}_history.json"):
+                    shutil.copy(old / name, staging / name)
+            kept = [line for line in (old / "commands.sh").read_text().splitlines()
+                    if not line.startswith("# the teacher:")]
+            commands = kept + [f"# stage {done + 1} on:", sources_line.replace("# Sources: ", "#   ")]
+            previous, first = f"runs/teachers/stage{done}/{arch}/best.pt", done + 1
+        for number, root in enumerate(stages, start=first):
             run = root / arch
             shutil.copy(run / "config.yaml", staging / f"stage{number}.yaml")
             shutil.copy(run / "history.json", staging / f"stage{number}_history.json")
             commands.append(stage_command(number, arch, run, sources, previous))
             previous = f"runs/teachers/stage{number}/{arch}/last.pt"
-        commands.append(f"# the teacher: runs/teachers/stage{len(stages)}/{arch}/best.pt "
+        commands.append(f"# the teacher: runs/teachers/stage{first + len(stages) - 1}/{arch}/best.pt "
                         f"(committed as pretrained/{arch}_small.pt)")
         (staging / "commands.sh").write_text("\n".join(commands) + "\n")
 
@@ -89,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", default="data/teacher_sources",
                         help="where the retraining commands expect make_teacher_sources.py's output")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS))
+    parser.add_argument("--after", type=Path, default=None, metavar="DIR",
+                        help="continue the committed records of DIR/<arch>_small/ (their stages first)")
+    parser.add_argument("--varied", action="store_true",
+                        help="the new stages' sources were made with make_teacher_sources.py --varied")
     args = parser.parse_args(argv)
     for arch in args.archs:
-        result = package(arch, args.stages, args.corpus, args.out, args.sources)
+        result = package(arch, args.stages, args.corpus, args.out, args.sources, args.after, args.varied)
         print(f"{arch}: {result['bytes'] / 1e6:.2f} MB -> {args.out}/{arch}_small.pt", flush=True)
     return 0
 
