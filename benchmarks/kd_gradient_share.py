@@ -13,7 +13,11 @@ KD term asks of that student:
 - for ``dfkd``: the low band's share ||grad L_low|| / (||grad L_low|| + ||grad L_high||), the
   cosine between the two bands' gradients, and the median crossover the adapter picked (Hz).
 
-Each number is the mean over batches with its standard error. The teacher runs on the batch's
+Each number is the mean over batches with its standard error. Read a method's ``ratio`` at its own
+student (its run's best.pt, or the ratio its trainer logged: the grid's sweep table): the
+level-sensitive terms (``output``, ``spectral``, ``subband``) measured at another method's student
+mostly see that student's arbitrary SI-SNR output level (measured: ``output`` at lambda 600 is 0.03
+of the task along its own training, 1.4 at a converged ``dfkd`` student). The teacher runs on the batch's
 crops here (the study's runs read crops of its whole-utterance output from the teacher cache:
 the same targets up to the crop's edges).
 
