@@ -18,6 +18,15 @@ import sys
 from ..errors import DfkdError
 
 
+def _add_range(parser: argparse.ArgumentParser, name: str, what: str, unit: str,
+               low: float, high: float) -> None:
+    """``--NAME-min`` / ``--NAME-max``: the range a mixing setting is drawn from."""
+    parser.add_argument(f"--{name}-min", type=float, default=low,
+                        help=f"lowest {what} in {unit} (default: %(default)s)")
+    parser.add_argument(f"--{name}-max", type=float, default=high,
+                        help=f"highest {what} in {unit} (default: %(default)s)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     demo = sub.add_parser("demo", help="build the offline demo corpus (real Asterisk speech or "
@@ -30,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--test-minutes", type=float, default=None,
                       help="minutes of test audio (default: minutes / 6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--snr-min", type=float, default=-5.0, help="lowest SNR in dB (default: %(default)s)")
-    demo.add_argument("--snr-max", type=float, default=15.0, help="highest SNR in dB (default: %(default)s)")
+    _add_range(demo, "snr", "SNR", "dB", -5.0, 15.0)
     demo.add_argument("--reverb-prob", type=float, default=0.0,
                       help="probability that an utterance is reverberated (default: %(default)s)")
     demo.add_argument("--synthetic", action="store_true",
@@ -46,10 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     held.add_argument("--minutes", type=float, default=5.0,
                       help="minutes of test audio (default: %(default)s)")
     held.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    held.add_argument("--snr-min", type=float, default=-10.0,
-                      help="lowest SNR in dB (default: %(default)s)")
-    held.add_argument("--snr-max", type=float, default=20.0,
-                      help="highest SNR in dB (default: %(default)s)")
+    _add_range(held, "snr", "SNR", "dB", -10.0, 20.0)
     held.add_argument("--reverb-prob", type=float, default=0.25,
                       help="probability that an utterance is reverberated (default: %(default)s)")
     held.add_argument("--force", action="store_true",
@@ -62,12 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mixp.add_argument("--clean", required=True, help="folder of clean speech (searched recursively)")
     mixp.add_argument("--noise", required=True, help="folder of noise files")
     mixp.add_argument("--rir", default=None, help="folder of room impulse responses (default: none)")
-    mixp.add_argument("--snr-min", type=float, default=-5.0, help="lowest SNR in dB (default: %(default)s)")
-    mixp.add_argument("--snr-max", type=float, default=20.0, help="highest SNR in dB (default: %(default)s)")
-    mixp.add_argument("--level-min", type=float, default=-35.0,
-                      help="lowest speech level in dBFS (default: %(default)s)")
-    mixp.add_argument("--level-max", type=float, default=-15.0,
-                      help="highest speech level in dBFS (default: %(default)s)")
+    _add_range(mixp, "snr", "SNR", "dB", -5.0, 20.0)
+    _add_range(mixp, "level", "speech level", "dBFS", -35.0, -15.0)
     mixp.add_argument("--rir-prob", type=float, default=0.5,
                       help="share of reverberant mixtures when --rir is given (default: %(default)s)")
     mixp.add_argument("--valid-fraction", type=float, default=0.1,
