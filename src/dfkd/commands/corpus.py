@@ -126,19 +126,16 @@ def _mix(args: argparse.Namespace) -> int:
     for option, folder in (("--clean", args.clean), ("--noise", args.noise), ("--rir", args.rir)):
         if folder is not None and not Path(folder).is_dir():
             raise DfkdError(f"{folder}: {option} must be a folder")
-    meta = {"layout": "clean+noise", "clean": str(Path(args.clean).absolute()),
-            "noise": str(Path(args.noise).absolute()),
-            "rir": None if args.rir is None else str(Path(args.rir).absolute()),
-            "snr_range": [args.snr_min, args.snr_max], "level_range": [args.level_min, args.level_max],
-            "rir_prob": args.rir_prob, "valid_fraction": args.valid_fraction,
-            "test_fraction": args.test_fraction, "seed": args.seed}
-    # every setting and every split checked before anything is written (nothing partial)
-    spec = mix_spec(args.out, meta).check()
+    settings = {"snr_range": (args.snr_min, args.snr_max), "level_range": (args.level_min, args.level_max),
+                "rir_prob": args.rir_prob, "valid_fraction": args.valid_fraction,
+                "test_fraction": args.test_fraction, "seed": args.seed}
+    folders = {"clean": args.clean, "noise": args.noise, "rir": args.rir}
+    # every split checked before anything is written (mix_corpus checks only the settings)
+    spec = mix_spec(args.out, {"layout": "clean+noise", **settings,
+                               **{k: None if v is None else str(Path(v).absolute())
+                                  for k, v in folders.items()}}).check()
     counts = {split: source_files(spec, split) for split in ("train", "valid", "test")}
-    mix_corpus(args.out, clean=args.clean, noise=args.noise, rir=args.rir,
-               snr_range=(args.snr_min, args.snr_max), level_range=(args.level_min, args.level_max),
-               rir_prob=args.rir_prob, valid_fraction=args.valid_fraction,
-               test_fraction=args.test_fraction, seed=args.seed)
+    mix_corpus(args.out, **folders, **settings)
     splits = ", ".join(f"{split} {len(c)} clean / {len(n)} noise" for split, (c, n, _) in counts.items())
     rirs = len(counts["train"][2])
     print(f"{args.out}: clean+noise corpus ({splits}; {rirs} impulse response(s)"
