@@ -85,7 +85,7 @@ def test_latency_is_the_encoder_window(preset):
 
 
 def test_non_causal_presets_keep_their_identity():
-    for preset in ("paper", "student", "small", "tiny", "micro", "mini"):
+    for preset in models.PRESETS:
         assert "causal" not in models.build("convtasnet", preset).config
         assert models.latency_ms("convtasnet", models.preset_config("convtasnet", preset)) is None
     causal, plain = models.build("convtasnet", "tiny-causal"), models.build("convtasnet", "tiny")

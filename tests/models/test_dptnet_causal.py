@@ -102,7 +102,7 @@ def test_inter_chunk_attention_sees_the_current_and_past_chunks_only():
 
 
 def test_non_causal_presets_keep_their_identity():
-    for preset in ("paper", "student", "small", "tiny", "micro", "mini"):
+    for preset in models.PRESETS:
         config = models.build("dptnet", preset).config
         assert "causal" not in config and "past_chunks" not in config
         assert models.latency_ms("dptnet", config) is None

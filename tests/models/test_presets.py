@@ -67,6 +67,14 @@ def test_micro_is_20_to_60_times_smaller_than_small(arch):
 
 
 @pytest.mark.parametrize("arch", models.ARCHITECTURES)
+def test_nano_is_40_to_60_times_smaller_than_small_and_smaller_than_micro(arch):
+    # for teachers that a converged micro student comes within 2 dB of (README, "The converged study")
+    nano = count_params(_model(arch, "nano"))
+    assert 40 <= count_params(_model(arch, "small")) / nano <= 60
+    assert nano < count_params(_model(arch, "micro")) / 1.5
+
+
+@pytest.mark.parametrize("arch", models.ARCHITECTURES)
 def test_paper_preset_has_asteroid_parameter_count(arch, asteroid_dir):
     shapes = json.loads((asteroid_dir / PAPER_SHAPES[arch]).read_text())
     assert count_params(_model(arch, "paper")) == shapes["n_params"]

@@ -47,7 +47,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of both `dfkd train` and `dfkd distill`."""
     parser.add_argument("--out", metavar="RUN", required=True, help="run folder to write")
     parser.add_argument("--data", metavar="DIR", help="corpus folder or manifest")
-    parser.add_argument("--preset", help="model preset: paper | student | small | tiny | micro | mini")
+    parser.add_argument("--preset", help="model preset: paper | student | small | tiny | micro | nano | mini")
     parser.add_argument("--config", metavar="YAML", help="config file (see configs/train.yaml)")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         help="override any config key, e.g. --set optim.lr=3e-4 (repeatable)")

@@ -10,8 +10,9 @@ Architectures (single-channel enhancement at 16 kHz, ``(batch, samples) -> (batc
   End-to-End Monaural Speech Separation", Interspeech 2020 (arXiv 2007.13975).
 
 Presets: ``paper`` (full-size teacher, parameter count equal to asteroid 0.7.0), ``student``
-(compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-60x
-fewer parameters than ``small``), ``mini`` (tests); Conv-TasNet also has the causal twins
+(compressed student of ``paper``), ``small`` / ``tiny`` (demo teacher / student), ``micro`` (the study's student, 20x-30x
+fewer parameters than ``small``), ``nano`` (its further-compressed twin, 40x-50x, for teachers
+that ``micro`` comes too close to), ``mini`` (tests); Conv-TasNet also has the causal twins
 ``student-causal``, ``tiny-causal``, ``micro-causal`` and ``mini-causal`` (:data:`CAUSAL_PRESETS`),
 DCCRN ``tiny-causal`` and ``micro-causal``, DPTNet ``tiny-causal`` and ``micro-causal`` (a
 bounded look-ahead of one chunk, 34 ms).
@@ -39,7 +40,7 @@ from ..errors import DfkdError
 # The registry: architecture name -> its module in this package.
 _MODULES = {"dccrn": "dccrn", "convtasnet": "conv_tasnet", "dptnet": "dptnet"}
 ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
-PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "mini")
+PRESETS: tuple[str, ...] = ("paper", "student", "small", "tiny", "micro", "nano", "mini")
 # Causal students (past-only padding; Conv-TasNet's also use cLN and stream, :func:`streaming_step`);
 # only for the architectures whose module defines them (Conv-TasNet: all four; DCCRN and DPTNet:
 # tiny-causal, micro-causal; DPTNet's look one chunk ahead), so not in every architecture's table.

@@ -60,6 +60,8 @@ def latency_samples(config: Mapping[str, Any]) -> int | None:
 # | student | 128 | 16 | 64  | 128 | 64  | 8 | 2 |   434,657 | 823 M  |               | 0.51 s  |
 # | small   | 128 | 32 | 64  | 128 | 64  | 7 | 2 |   387,037 | 365 M  | 0.69 / 1.20 s | 0.51 s  |
 # | tiny    |  64 | 32 | 32  | 64  | 32  | 7 | 1 |    55,919 | 50.4 M | 0.16 / 0.27 s | 0.26 s  |
+# | micro   |  32 | 32 | 16  | 32  | 16  | 6 | 1 |    14,333 | 12.3 M |               | 0.13 s  |
+# | nano    |  32 | 32 | 16  | 16  | 16  | 6 | 1 |     8,861 | 7.70 M |               | 0.13 s  |
 # | mini    |  32 | 16 | 16  | 32  | 16  | 3 | 1 |     7,735 | 12.9 M |               | tests   |
 #
 # student: the teacher's framing and dilations, 2-4x narrower, one repeat fewer (11.5x fewer
@@ -79,6 +81,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # found its largest gains (Kegler et al., ICASSP 2024, arXiv 2309.08144).
     "micro": dict(n_filters=32, kernel_size=32, bn_chan=16, hid_chan=32, skip_chan=16,
                   n_blocks=6, n_repeats=1),
+    # Study student for stronger teachers: micro's depth and receptive field, half its hidden
+    # width: 44x fewer parameters than `small` (the upper end of the tiny-SE KD range).
+    "nano": dict(n_filters=32, kernel_size=32, bn_chan=16, hid_chan=16, skip_chan=16,
+                 n_blocks=6, n_repeats=1),
     "mini": dict(n_filters=32, kernel_size=16, bn_chan=16, hid_chan=32, skip_chan=16,
                  n_blocks=3, n_repeats=1),
 }

@@ -446,6 +446,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Study student: 26x fewer parameters than `small` (the tiny-SE KD range, arXiv 2309.08144).
     "micro": dict(n_filters=16, kernel_size=64, stride=32, n_heads=2, ff_hid=16, chunk_size=100,
                   hop_size=50, n_repeats=1),
+    # Study student for stronger teachers: micro with half its feed-forward width, 43x fewer.
+    "nano": dict(n_filters=16, kernel_size=64, stride=32, n_heads=2, ff_hid=8, chunk_size=100,
+                 hop_size=50, n_repeats=1),
     "mini": dict(n_filters=16, kernel_size=16, stride=8, n_heads=2, ff_hid=16, chunk_size=20,
                  hop_size=10, n_repeats=1),
 }

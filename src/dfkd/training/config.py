@@ -25,7 +25,7 @@ class ModelConfig:
     """The model to train (the student, when distilling)."""
 
     arch: str = "convtasnet"  # dccrn | convtasnet | dptnet
-    preset: str = "small"  # paper | student | small | tiny | micro | mini
+    preset: str = "small"  # paper | student | small | tiny | micro | nano | mini
     overrides: dict[str, Any] = field(default_factory=dict)  # constructor kwargs over the preset
     init: str | None = None  # checkpoint or run folder whose weights start the run (fine-tuning)
 
