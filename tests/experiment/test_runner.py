@@ -120,6 +120,8 @@ def test_the_demo_is_a_small_copy_of_the_study_at_its_chosen_lambdas():
     ({"methods": ["none", {"method": "dfkd", "adapter": "median"}]}, "adapter"),
     ({"methods": ["none", "dfkd", "dfkd"]}, "appears twice"),
     ({"student": {"preset": "huge"}}, "unknown preset"),
+    ({"student": {"preset": "mini", "presets": {"convtasnet": "huge"}}}, "unknown preset 'huge'"),
+    ({"student": {"preset": "mini", "presets": {"wavenet": "nano"}}}, "`student.presets` must map"),
     ({"sweep": {"factor": [1]}}, "unknown key"),
     ({"bogus": 1}, "unknown key"),
     ({"train": {"steps": 10}}, "set by the grid"),
@@ -129,6 +131,28 @@ def test_the_demo_is_a_small_copy_of_the_study_at_its_chosen_lambdas():
 def test_bad_configs_are_clear_errors(change, message):
     with pytest.raises(DfkdError, match=message):
         parse_config(_raw(**change))
+
+
+def test_student_presets_pick_a_preset_per_architecture(tmp_path):
+    """`student.presets` gives one architecture another student; the others keep `preset`, and
+    with it their run names (so a finished architecture of the study keeps its runs)."""
+    from dfkd.experiment.plan import student_cell, teacher_cell
+
+    plain = parse_config(_raw(architectures=["convtasnet", "dptnet"]))
+    mixed = parse_config(_raw(architectures=["convtasnet", "dptnet"],
+                              student={"preset": "mini", "presets": {"convtasnet": "nano"},
+                                       "steps": 4, "batch_size": 2}))
+    assert [mixed.student.preset_for(a) for a in ("convtasnet", "dptnet")] == ["nano", "mini"]
+    none = next(v for v in mixed.variants if v.name == "none")
+
+    def cell(config, arch):
+        teacher = teacher_cell(config, arch, tmp_path, "/data")
+        return student_cell(config, arch, none, 0.0, 1, 4, "final", teacher, tmp_path, "/data")
+
+    assert cell(mixed, "convtasnet").job.preset == "nano"
+    assert cell(mixed, "convtasnet").run_dir != cell(plain, "convtasnet").run_dir
+    assert cell(mixed, "dptnet").job.preset == "mini"
+    assert cell(mixed, "dptnet").run_dir == cell(plain, "dptnet").run_dir
 
 
 def test_sweep_candidates_and_identity():

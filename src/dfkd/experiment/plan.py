@@ -242,7 +242,7 @@ def student_cell(config: ExperimentConfig, arch: str, variant: Variant, kd_weigh
     """A student run of ``variant`` at lambda ``kd_weight``; ``none`` ignores the teacher."""
     kd = variant.is_kd
     job = TrainJob(
-        arch, config.student.preset, variant.method, float(kd_weight) if kd else 0.0,
+        arch, config.student.preset_for(arch), variant.method, float(kd_weight) if kd else 0.0,
         dict(sorted(variant.options.items())), str(teacher_checkpoint(teacher)) if kd else None,
         teacher_id(teacher) if kd else None, steps, config.student.batch_size, seed, data,
         dict(config.train_options),
