@@ -72,3 +72,36 @@ def test_teacher_enhances_the_unseen_test_speaker(arch):
         enhanced = model(torch.from_numpy(noisy)[None])[0].numpy()
     gain = si_snr(enhanced, clean) - si_snr(noisy, clean)
     assert gain > 4.0, f"{arch}: SI-SNR improvement only {gain:.2f} dB"
+
+
+def _teacher_lead_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("teacher_lead", REPO / "pretrained" / "teacher_lead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_lead_is_paired_over_the_common_clips(tmp_path, capsys):
+    script = _teacher_lead_script()
+    teacher, student = tmp_path / "teacher.csv", tmp_path / "student.csv"
+    teacher.write_text("name,si_snr,si_snri\na,9,5\nb,10,7\nc,11,9\nd,12,nan\n")
+    student.write_text("name,si_snr,si_snri\na,8,3\nb,9,6\nc,10,6\ne,1,1\n")  # d, e: not in both
+    assert script.main([str(teacher), str(student)]) == 0
+    out = capsys.readouterr().out
+    # diffs 2, 1, 3: mean 2, sample std 1, standard error 1/sqrt(3)
+    assert "si_snri over 3 clips: teacher 7.00, student 5.00, lead +2.00 ± 0.58 (3/3 clips;" in out
+    assert out.rstrip().endswith("the 2 dB target: met")
+    assert script.main([str(teacher), str(student), "--target", "2.5"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("not met")
+
+
+def test_teacher_lead_names_the_file_without_the_metric(tmp_path, capsys):
+    script = _teacher_lead_script()
+    teacher, student = tmp_path / "teacher.csv", tmp_path / "student.csv"
+    teacher.write_text("name,si_snri\na,5\n")
+    student.write_text("name,si_snr\na,3\n")
+    assert script.main([str(teacher), str(student)]) == 2
+    assert capsys.readouterr().err == (f"teacher_lead: {student}: no `name` and `si_snri` columns "
+                                       "(a per_file.csv of dfkd evaluate?)\n")
