@@ -53,10 +53,11 @@ demo-quick: $(STAMP) system-packages
 	$(VENV)/bin/dfkd experiment --config configs/demo_quick.yaml --data $(DEMO_DIR) --out results/demo_quick
 
 # Retrain the three `small` demo teachers from scratch with their committed recipes
-# (pretrained/<arch>_small/commands.sh; README, "Pretrained demo teachers"): about 2.5 hours on a
-# 2-core CPU for the three together. Results go to runs/teachers/; the committed files are untouched.
+# (pretrained/<arch>_small/commands.sh; README, "Pretrained demo teachers"): about 4 hours on a
+# 2-core CPU for the three together (Conv-TasNet and DCCRN-CL have a third stage on varied audio). Results go to runs/teachers/; the committed files are untouched.
 teachers: $(STAMP) system-packages
 	$(PY) pretrained/make_teacher_sources.py --out data/teacher_sources
+	$(PY) pretrained/make_teacher_sources.py --out data/teacher_sources_varied --varied
 	mkdir -p runs/teachers
 	for a in convtasnet dptnet dccrn; do \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_WAIT_POLICY=PASSIVE sh pretrained/$${a}_small/commands.sh \
