@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,11 @@ def test_dfkd_models_pretrained_lists_them(capsys):
     out = capsys.readouterr().out
     for name in NAMES:
         assert f"| {name} |" in out
-    assert "7.30" in out  # Conv-TasNet's recorded test SI-SNRi
+    # Conv-TasNet's recorded test SI-SNRi, as its committed records give it
+    recorded = json.loads((REPO / "pretrained/convtasnet_small/test/summary.json").read_text())
+    si_snri = recorded["metrics"]["si_snri"]["mean"]
+    assert 7.0 < si_snri < 12.0
+    assert f"| {si_snri:.2f} |" in out
 
 
 def test_register_kd_loss():
