@@ -14,28 +14,25 @@ is a one-line error and status 2.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
 
+from dfkd.errors import DfkdError
+from dfkd.experiment.results import read_per_file_csv
 from dfkd.experiment.significance import wilcoxon_p
 
 
 def read_scores(path: Path, metric: str) -> dict[str, float]:
-    """``clip name -> score`` of ``metric`` (rows without a finite score are skipped)."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or metric not in reader.fieldnames or "name" not in reader.fieldnames:
-            raise ValueError(f"{path}: no `name` and `{metric}` columns (a per_file.csv of dfkd evaluate?)")
-        scores = {}
-        for row in reader:
-            try:
-                value = float(row[metric])
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(value):
-                scores[row["name"]] = value
+    """``clip name -> score`` of ``metric`` (clips without a finite score are skipped)."""
+    try:
+        clips, _ = read_per_file_csv(path)
+    except KeyError:  # no `name` column
+        clips = {}
+    scores = {name: values[metric] for name, values in clips.items()
+              if metric in values and math.isfinite(values[metric])}
+    if not any(metric in values for values in clips.values()):
+        raise ValueError(f"{path}: no `name` and `{metric}` columns (a per_file.csv of dfkd evaluate?)")
     return scores
 
 
@@ -62,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = lead(read_scores(args.teacher, args.metric), read_scores(args.student, args.metric))
-    except (OSError, ValueError) as err:
+    except (DfkdError, OSError, ValueError) as err:
         print(f"teacher_lead: {err}", file=sys.stderr)
         return 2
     verdict = "met" if result["lead"] >= args.target else "not met"
