@@ -44,3 +44,14 @@ def _deterministic_threads():
     # Two cores: keep tests from oversubscribing, and results reproducible.
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (after ``_deterministic_threads``): tiny models and recurrent
+    layers gain nothing from a second thread, and on a shared, loaded 2-core machine libgomp's
+    spinning barriers make 2 threads many times slower (tests/models/test_dccrn.py: 147 s with 2
+    threads at load 8, 14 s with 1). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``; ``tests/training`` uses it throughout."""
+    torch.set_num_threads(1)
+    yield

@@ -10,20 +10,19 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from dfkd import cli, models
+from dfkd import models
 from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
 from dfkd.data.datasets import training_dataset
 from dfkd.distill.teacher_cache import CachedTeacherDataset
 from dfkd.distill.teachers import load_teacher_source, teacher_kind
 from dfkd.errors import DfkdError
 
+from cli_runs import fast_flags, run_cli
 from tiny_corpus import SR, make_tiny_corpus
 
-FAST = [
-    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
-    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=0",
-    "--steps", "2", "--valid-every", "2",
-]
+FAST = [*fast_flags(), "--steps", "2", "--valid-every", "2"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Smoother(nn.Module):
@@ -38,16 +37,6 @@ class Smoother(nn.Module):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         out = self.conv(noisy[:, None])[:, 0]
         return out[:, ::2] if self.halve else out
-
-
-def _main(*argv) -> int:
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +81,7 @@ def _history(run: Path) -> dict:
 def test_a_model_file_teacher_distils_a_student(kind, files, corpus, tmp_path):
     assert teacher_kind(files[kind]) == kind
     out = tmp_path / kind
-    assert _main("distill", "--teacher", files[kind], "--arch", "convtasnet", "--method", "output",
+    assert run_cli("distill", "--teacher", files[kind], "--arch", "convtasnet", "--method", "output",
                  "--data", corpus, "--out", out, *FAST) == 0
     run = _history(out)["run"]
     assert run["teacher_kind"] == kind and run["teacher_fingerprint"].startswith(f"{kind}-")
@@ -107,7 +96,7 @@ def test_the_foreign_teacher_runs_the_model_and_its_fingerprint_keys_the_cache(f
         teacher = load_teacher_source(files[kind], SR).model
         torch.testing.assert_close(teacher(noisy), reference, rtol=1e-4, atol=1e-6)
     out = tmp_path / "cached"
-    assert _main("distill", "--teacher", files["onnx"], "--arch", "convtasnet", "--method", "spectral",
+    assert run_cli("distill", "--teacher", files["onnx"], "--arch", "convtasnet", "--method", "spectral",
                  "--data", corpus, "--out", out, "--cache-teacher", "--cache-dir", tmp_path / "c",
                  *FAST) == 0
     fingerprint = _history(out)["run"]["teacher_fingerprint"]
@@ -127,7 +116,7 @@ def test_a_folder_of_enhanced_files_teaches_with_the_same_crop_span(corpus, tmp_
         torch.testing.assert_close(teacher, 0.8 * clean)  # the crop's span of the output
         assert train.crop_offset(i) > 0 or train.lengths[i] <= train.segment_samples
     out = tmp_path / "run"
-    assert _main("distill", "--teacher", folder, "--arch", "dptnet", "--method", "sisnr",
+    assert run_cli("distill", "--teacher", folder, "--arch", "dptnet", "--method", "sisnr",
                  "--data", corpus, "--out", out, *FAST) == 0
     history = _history(out)
     assert history["run"]["teacher_kind"] == "folder" and history["run"]["arch"] == "dptnet"
@@ -140,7 +129,7 @@ def test_a_teacher_of_another_family_teaches(corpus, tmp_path):
     teacher = tmp_path / "dccrn.pt"
     save_checkpoint(teacher, model_payload(models.build("dccrn", "mini"), train_seed=3))
     out = tmp_path / "run"
-    assert _main("distill", "--teacher", teacher, "--arch", "convtasnet", "--method", "dfkd",
+    assert run_cli("distill", "--teacher", teacher, "--arch", "convtasnet", "--method", "dfkd",
                  "--data", corpus, "--out", out, *FAST) == 0
     run = _history(out)["run"]
     assert (run["teacher_arch"], run["arch"], run["seed"]) == ("dccrn", "convtasnet", 4)
@@ -169,7 +158,7 @@ def test_bad_teachers_fail_in_one_line_before_anything_is_written(case, match, f
     else:
         teacher, arch = files["onnx"], []
     out = tmp_path / "run"
-    assert _main("distill", "--teacher", teacher, *arch, "--method", "output", "--data", corpus,
+    assert run_cli("distill", "--teacher", teacher, *arch, "--method", "output", "--data", corpus,
                  "--out", out, *FAST) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re_search(match, err), err

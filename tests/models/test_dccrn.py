@@ -18,15 +18,7 @@ from dfkd.models.complexity import count_macs
 from dfkd.models.conv_stft import ConvSTFT, sqrt_hann, stft_basis
 from dfkd.models.dccrn import DCCRN, bound_mask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The LSTMs run hundreds of tiny sequential steps: a second thread gains nothing there, and on a
-    # shared, loaded machine libgomp's spinning barriers make 2 threads many times slower (this
-    # file: 147 s with 2 threads at load 8, 14 s with 1). asteroid's README measured DCCRNet
-    # bit-identical with 1 and 2 threads. Runs after conftest's autouse thread setting.
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fixture(asteroid_dir: Path) -> dict:

@@ -16,11 +16,7 @@ from tiny_corpus import make_tiny_corpus
 REPO = Path(__file__).resolve().parents[2]
 CAUSAL = [p for p in models.CAUSAL_PRESETS if p in models.arch_module("dccrn").PRESETS]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomised(preset: str, seed: int = 0) -> torch.nn.Module:

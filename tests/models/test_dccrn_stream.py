@@ -14,11 +14,7 @@ from streaming_helpers import noise_signal as _signal, offline as _offline, pert
 
 CAUSAL = ("tiny-causal", "micro-causal")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("preset", CAUSAL)
@@ -67,7 +63,6 @@ def test_framing_and_the_delay():
     offline = _offline(model, signal)
     np.testing.assert_allclose(outs[step.delay:], offline[: len(signal) - step.delay], atol=1e-5,
                                rtol=0)
-
 
 
 def test_state_resets_between_files():

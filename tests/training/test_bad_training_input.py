@@ -5,33 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
-from dfkd import cli
 from dfkd.checkpoint import model_payload, save_checkpoint
 from dfkd.models import build
 
+from cli_runs import fast_flags, run_cli
 from tiny_corpus import make_tiny_corpus
 
-FAST = [
-    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
-    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=1",
-    "--set", "log_every=1", "--valid-every", "2",
-]
-
-
-def _main(*argv) -> int:
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
+FAST = [*fast_flags(pesq_clips=1), "--set", "log_every=1", "--valid-every", "2"]
 
 
 def test_resume_from_elsewhere_with_damaged_history_and_stale_temps(tmp_path, monkeypatch, capsys):
@@ -39,7 +23,7 @@ def test_resume_from_elsewhere_with_damaged_history_and_stale_temps(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     old = os.umask(0o022)
     try:
-        assert _main("train", "--arch", "convtasnet", "--data", "corpus", "--out", "run",
+        assert run_cli("train", "--arch", "convtasnet", "--data", "corpus", "--out", "run",
                      "--steps", 2, *FAST) == 0
     finally:
         os.umask(old)
@@ -54,7 +38,7 @@ def test_resume_from_elsewhere_with_damaged_history_and_stale_temps(tmp_path, mo
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
-    assert _main("train", "--out", run, "--resume", "--steps", 4, "--no-progress") == 0
+    assert run_cli("train", "--out", run, "--resume", "--steps", 4, "--no-progress") == 0
     err = capsys.readouterr().err
     assert "history.json: damaged" in err and "resuming from the checkpoint at step 2" in err
     assert ".last.pt.abc123.tmp" in err
@@ -71,7 +55,7 @@ def test_training_set_smaller_than_a_batch_is_refused_before_the_teacher_cache(t
     out = tmp_path / "student"
     out.mkdir()  # a first start killed before its first checkpoint left a temp file
     (out / ".last.pt.x1y2z3.tmp").write_bytes(b"half")
-    assert _main("distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral",
+    assert run_cli("distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral",
                  "--data", corpus, "--out", out, "--steps", 2, "--cache-teacher",
                  "--cache-dir", tmp_path / "cache", *FAST) == 1
     err = capsys.readouterr().err.strip()

@@ -16,13 +16,10 @@ import torch
 from dfkd import models
 from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
 
+from cli_runs import fast_flags
 from tiny_corpus import make_tiny_corpus
 
-FAST = [
-    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
-    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=0",
-    "--set", "log_every=2",
-]
+FAST = [*fast_flags(), "--set", "log_every=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-from dfkd import cli
 from dfkd.checkpoint import load_model, read_checkpoint
 from dfkd.errors import DfkdError
 from dfkd.experiment.jobs import train_job as run_experiment_job
@@ -32,27 +31,13 @@ from dfkd.training.config import (
 from dfkd.training.batches import EpochBatchSampler, evenly_spaced
 from dfkd.training.trainer import lr_factor
 
+from cli_runs import fast_flags, run_cli
 from tiny_corpus import make_tiny_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Fast settings shared by every run of this file (mini model, 1 s crops, tiny validation).
-FAST = [
-    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
-    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=1",
-    "--set", "log_every=2",
-]
-
-
-def _main(*argv: str) -> int:
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 threads on 2 cores shared with other jobs spin and crawl; 1 thread is fast and stable.
-    torch.set_num_threads(1)
-    yield
+FAST = [*fast_flags(pesq_clips=1), "--set", "log_every=2"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +48,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def teacher_run(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "teacher"
-    code = _main("train", "--arch", "convtasnet", "--data", corpus, "--out", out, "--steps", 4,
+    code = run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", out, "--steps", 4,
                  "--valid-every", 2, "--seed", 0, *FAST)
     assert code == 0
     return out
@@ -106,7 +91,7 @@ def test_set_key_types_and_unknown_keys():
 def test_unknown_key_in_a_config_file_is_a_clear_error(tmp_path, corpus, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  learning_rate: 0.1\n")
-    code = _main("train", "--arch", "convtasnet", "--data", corpus, "--out", tmp_path / "run",
+    code = run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", tmp_path / "run",
                  "--config", bad, *FAST)
     assert code == 1
     assert "'optim.learning_rate' does not exist" in capsys.readouterr().err
@@ -169,7 +154,7 @@ def test_teacher_run_folder(teacher_run):
 
 def test_distill_dfkd_logs_bands_ratio_and_crossover(teacher_run, corpus, tmp_path):
     out = tmp_path / "dfkd"
-    code = _main("distill", "--teacher", teacher_run, "--method", "dfkd", "--data", corpus,
+    code = run_cli("distill", "--teacher", teacher_run, "--method", "dfkd", "--data", corpus,
                  "--out", out, "--steps", 2, "--valid-every", 2, "--set", "grad_ratio_every=1",
                  "--adapter", "energy-rolloff:0.9", "--beta", 0.4, *FAST)
     assert code == 0
@@ -194,10 +179,10 @@ def _cache_files(corpus: Path) -> dict[Path, int]:
 def test_teacher_cache_is_filled_once_and_reused_across_methods(teacher_run, corpus, tmp_path):
     common = ["--teacher", teacher_run, "--data", corpus, "--steps", 1, "--valid-every", 5,
               "--cache-teacher", *FAST]
-    assert _main("distill", "--method", "spectral", "--out", tmp_path / "a", *common) == 0
+    assert run_cli("distill", "--method", "spectral", "--out", tmp_path / "a", *common) == 0
     files = _cache_files(corpus)
     assert len(files) == 8  # one whole-utterance output per training clip
-    assert _main("distill", "--method", "output", "--out", tmp_path / "b", *common) == 0
+    assert run_cli("distill", "--method", "output", "--out", tmp_path / "b", *common) == 0
     assert _cache_files(corpus) == files  # nothing recomputed
 
 
@@ -235,7 +220,7 @@ def test_distill_from_an_asteroid_checkpoint(asteroid_dir, corpus, tmp_path):
     fixture = torch.load(asteroid_dir / "convtasnet_small.pt", map_location="cpu", weights_only=True)
     teacher = tmp_path / "asteroid.pt"
     torch.save({k: fixture[k] for k in ("model_class", "model_args", "state_dict")}, teacher)
-    code = _main("distill", "--teacher", teacher, "--method", "sisnr", "--data", corpus,
+    code = run_cli("distill", "--teacher", teacher, "--method", "sisnr", "--data", corpus,
                  "--out", tmp_path / "s", "--steps", 1, "--seed", 0, *FAST)
     assert code == 0
     assert json.loads((tmp_path / "s" / "history.json").read_text())["run"]["teacher_seed"] is None
@@ -270,7 +255,7 @@ def test_bad_teacher_input_fails_before_training(case, match, teacher_run, corpu
         extra = ["--method", "logits"]
     out = tmp_path / "student"
     try:
-        code = _main("distill", "--teacher", teacher, "--data", corpus, "--out", out,
+        code = run_cli("distill", "--teacher", teacher, "--data", corpus, "--out", out,
                      "--steps", 1, *extra, *FAST)
     except SystemExit as exit_:  # argparse rejects a bad choice itself
         code = exit_.code
@@ -281,12 +266,12 @@ def test_bad_teacher_input_fails_before_training(case, match, teacher_run, corpu
 
 def test_existing_run_and_resume_mismatch_are_errors(teacher_run, corpus, capsys):
     args = ["train", "--arch", "convtasnet", "--data", corpus, "--out", teacher_run, *FAST]
-    assert _main(*args, "--steps", 4) == 1
+    assert run_cli(*args, "--steps", 4) == 1
     assert "already holds a run; pass --resume" in capsys.readouterr().err
-    assert _main(*args, "--steps", 4, "--resume", "--lr", 0.5) == 1
+    assert run_cli(*args, "--steps", 4, "--resume", "--lr", 0.5) == 1
     assert "optim.lr differ" in capsys.readouterr().err
     # nothing left to do: resuming a finished run is a no-op
-    assert _main("train", "--out", teacher_run, "--resume", "--no-progress") == 0
+    assert run_cli("train", "--out", teacher_run, "--resume", "--no-progress") == 0
 
 
 def test_sample_rate_mismatches_fail_before_training(teacher_run, corpus, tmp_path, monkeypatch,
@@ -294,7 +279,7 @@ def test_sample_rate_mismatches_fail_before_training(teacher_run, corpus, tmp_pa
     import dfkd.training.run
 
     args = ["distill", "--teacher", teacher_run, "--data", corpus, "--steps", 1, *FAST]
-    assert _main(*args, "--out", tmp_path / "a", "--set", "data.sample_rate=8000") == 1
+    assert run_cli(*args, "--out", tmp_path / "a", "--set", "data.sample_rate=8000") == 1
     assert "works at 16000 Hz but data.sample_rate is 8000" in capsys.readouterr().err
     load = dfkd.training.run.load_teacher
 
@@ -304,15 +289,15 @@ def test_sample_rate_mismatches_fail_before_training(teacher_run, corpus, tmp_pa
         return source
 
     monkeypatch.setattr(dfkd.training.run, "load_teacher", narrowband_teacher)
-    assert _main(*args, "--out", tmp_path / "b") == 1
+    assert run_cli(*args, "--out", tmp_path / "b") == 1
     assert "the teacher works at 8000 Hz and the student at 16000 Hz" in capsys.readouterr().err
     assert not (tmp_path / "b" / "last.pt").exists()
 
 
 def test_missing_data_and_missing_teacher(tmp_path, capsys):
-    assert _main("train", "--arch", "convtasnet", "--out", tmp_path / "r", *FAST) == 1
+    assert run_cli("train", "--arch", "convtasnet", "--out", tmp_path / "r", *FAST) == 1
     assert "no training data" in capsys.readouterr().err
-    assert _main("distill", "--data", tmp_path, "--out", tmp_path / "r", *FAST) == 1
+    assert run_cli("distill", "--data", tmp_path, "--out", tmp_path / "r", *FAST) == 1
     assert "needs --teacher" in capsys.readouterr().err
 
 
@@ -353,7 +338,7 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(teacher_ru
         assert torch.equal(fresh.state_dict()[name], tensor), name
 
     out = tmp_path / "finetune"
-    code = _main("train", "--arch", "convtasnet", "--data", corpus, "--out", out, "--steps", 2,
+    code = run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", out, "--steps", 2,
                  "--valid-every", 2, "--init", teacher_run / "last.pt", "--lr", 1e-4, *FAST)
     assert code == 0
     history = json.loads((out / "history.json").read_text())
@@ -363,11 +348,11 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(teacher_ru
 
     # a checkpoint of another architecture or preset is refused before anything is written
     other = tmp_path / "other"
-    assert _main("train", "--arch", "convtasnet", "--preset", "tiny", "--data", corpus, "--out", other,
+    assert run_cli("train", "--arch", "convtasnet", "--preset", "tiny", "--data", corpus, "--out", other,
                  "--steps", 1, "--init", teacher_run, *FAST[2:]) == 1
     assert "--init weights do not fit this convtasnet preset" in capsys.readouterr().err
     assert not other.exists()
-    assert _main("train", "--arch", "dptnet", "--data", corpus, "--out", other, "--steps", 1,
+    assert run_cli("train", "--arch", "dptnet", "--data", corpus, "--out", other, "--steps", 1,
                  "--init", teacher_run, *FAST) == 1
     assert "--init holds a convtasnet, but this run trains a dptnet" in capsys.readouterr().err
 
@@ -391,7 +376,7 @@ def test_every_kd_option_is_a_config_key_a_grid_key_and_a_distill_flag():
 
 def test_distill_dispatch_and_option_flags_reach_the_loss(teacher_run, corpus, tmp_path):
     out = tmp_path / "dispatch"
-    code = _main("distill", "--teacher", teacher_run, "--method", "dispatch", "--data", corpus,
+    code = run_cli("distill", "--teacher", teacher_run, "--method", "dispatch", "--data", corpus,
                  "--out", out, "--steps", 2, "--valid-every", 2, "--dispatch-base", "dfkd",
                  "--dispatch-patch-bins", "20", "--dispatch-top-k", 0.5, "--no-polarity-fix", *FAST)
     assert code == 0
@@ -405,7 +390,7 @@ def test_distill_dispatch_and_option_flags_reach_the_loss(teacher_run, corpus, t
 
 def test_distill_output_norm_flag_and_a_plugin_method(teacher_run, corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "output"
-    assert _main("distill", "--teacher", teacher_run, "--method", "output", "--output-norm", "mse",
+    assert run_cli("distill", "--teacher", teacher_run, "--method", "output", "--output-norm", "mse",
                  "--data", corpus, "--out", out, "--steps", 1, "--valid-every", 5, *FAST) == 0
     assert json.loads((out / "history.json").read_text())["run"]["kd_options"]["norm"] == "mse"
     (tmp_path / "my_kd_plugin.py").write_text(
@@ -417,10 +402,10 @@ def test_distill_output_norm_flag_and_a_plugin_method(teacher_run, corpus, tmp_p
         "        return KDOutput((student - teacher).abs().mean(), {})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "plugin"
-    assert _main("distill", "--teacher", teacher_run, "--method", "plugin-mean", "--plugin", "my_kd_plugin",
+    assert run_cli("distill", "--teacher", teacher_run, "--method", "plugin-mean", "--plugin", "my_kd_plugin",
                  "--data", corpus, "--out", out, "--steps", 1, "--valid-every", 5, *FAST) == 0
     assert json.loads((out / "history.json").read_text())["run"]["method"] == "plugin-mean"
-    assert _main("distill", "--teacher", teacher_run, "--method", "nope", "--data", corpus,
+    assert run_cli("distill", "--teacher", teacher_run, "--method", "nope", "--data", corpus,
                  "--out", tmp_path / "x", *FAST) == 1
     assert "unknown KD method 'nope'" in capsys.readouterr().err
 

@@ -13,24 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfkd import cli, models
+from dfkd import models
 from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
 from dfkd.errors import DfkdError
 from dfkd.training.schedule import TwoStep, check_two_step, two_step_schedule
 
+from cli_runs import fast_flags, run_cli
 from tiny_corpus import make_tiny_corpus
 
-FAST = [
-    "--preset", "mini", "--batch-size", "4", "--segment-seconds", "1", "--threads", "1",
-    "--no-progress", "--set", "data.valid_segment_seconds=1.25", "--set", "data.pesq_clips=0",
-]
+FAST = fast_flags()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +57,9 @@ def test_schedule_phases_and_the_saved_switch_step():
 def test_step_one_is_kd_alone_and_step_two_the_task_loss(setup, tmp_path):
     corpus, teacher = setup
     out = tmp_path / "run"
-    code = cli.main([str(a) for a in (
-        "distill", "--teacher", teacher, "--method", "output", "--data", corpus, "--out", out,
-        "--steps", 8, "--valid-every", 4, "--two-step", 0.5, "--two-step-then", "task",
-        "--set", "log_every=3", *FAST)])
+    code = run_cli("distill", "--teacher", teacher, "--method", "output", "--data", corpus,
+                   "--out", out, "--steps", 8, "--valid-every", 4, "--two-step", 0.5,
+                   "--two-step-then", "task", "--set", "log_every=3", *FAST)
     assert code == 0
     history = json.loads((out / "history.json").read_text())
     assert history["run"]["two_step"] == {"switch_step": 4, "then": "task"}
@@ -87,9 +78,8 @@ def test_step_one_is_kd_alone_and_step_two_the_task_loss(setup, tmp_path):
 def test_a_run_without_the_schedule_records_no_phase(setup, tmp_path):
     corpus, teacher = setup
     out = tmp_path / "plain"
-    assert cli.main([str(a) for a in ("distill", "--teacher", teacher, "--method", "output",
-                                      "--data", corpus, "--out", out, "--steps", 2,
-                                      "--valid-every", 2, *FAST)]) == 0
+    assert run_cli("distill", "--teacher", teacher, "--method", "output", "--data", corpus,
+                   "--out", out, "--steps", 2, "--valid-every", 2, *FAST) == 0
     history = json.loads((out / "history.json").read_text())
     assert "two_step" not in history["run"] and "phase" not in history["train"][0]
     record = history["train"][0]
@@ -100,9 +90,8 @@ def test_a_run_without_the_schedule_records_no_phase(setup, tmp_path):
 def test_two_step_with_none_is_an_error_before_anything_is_written(setup, tmp_path, capsys):
     corpus, teacher = setup
     out = tmp_path / "bad"
-    code = cli.main([str(a) for a in ("distill", "--teacher", teacher, "--method", "none",
-                                      "--data", corpus, "--out", out, "--steps", 2,
-                                      "--two-step", 0.5, *FAST)])
+    code = run_cli("distill", "--teacher", teacher, "--method", "none", "--data", corpus,
+                   "--out", out, "--steps", 2, "--two-step", 0.5, *FAST)
     assert code == 1
     assert "kd.two_step needs a KD method" in capsys.readouterr().err
     assert not out.exists()
