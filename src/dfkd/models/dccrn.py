@@ -406,6 +406,8 @@ MODEL = DCCRN
 # times were not meaningful); 2 threads used 0.87 / 0.34 CPU-s, i.e. ~0.45 / ~0.2 s wall when idle.
 # small / tiny use a 16 ms / 8 ms STFT (128 bins, 125 frames/s instead of 256 bins, 157 frames/s):
 # 2.5x fewer time-frequency points, which is what keeps the demo teacher under 1 s per step.
+_DEMO_STFT = dict(n_fft=256, win_length=256, hop_length=128)  # every demo and study preset
+
 PRESETS: dict[str, dict[str, Any]] = {
     # DCCRN-CL as in the paper and asteroid's "DCCRN-CL".
     "paper": dict(channels=[16, 32, 64, 128, 128, 128], rnn_hidden=128, rnn_layers=2),
@@ -413,41 +415,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # narrowed.
     "student": dict(hop_length=200, channels=[8, 16, 24, 32, 32, 32], rnn_hidden=64, rnn_layers=2),
     # Demo teacher / student (same STFT, so they differ in capacity only).
-    "small": dict(
-        n_fft=256,
-        win_length=256,
-        hop_length=128,
-        channels=[8, 16, 24, 48, 64],
-        rnn_hidden=128,
-        rnn_layers=2,
-    ),
-    "tiny": dict(
-        n_fft=256,
-        win_length=256,
-        hop_length=128,
-        channels=[4, 8, 16, 16, 32],
-        rnn_hidden=32,
-        rnn_layers=2,
-    ),
+    "small": dict(**_DEMO_STFT, channels=[8, 16, 24, 48, 64], rnn_hidden=128, rnn_layers=2),
+    "tiny": dict(**_DEMO_STFT, channels=[4, 8, 16, 16, 32], rnn_hidden=32, rnn_layers=2),
     # Study student: 22x fewer parameters than `small` (the tiny-SE KD range, arXiv 2309.08144).
-    "micro": dict(
-        n_fft=256,
-        win_length=256,
-        hop_length=128,
-        channels=[4, 8, 8, 16, 16],
-        rnn_hidden=16,
-        rnn_layers=2,
-    ),
+    "micro": dict(**_DEMO_STFT, channels=[4, 8, 8, 16, 16], rnn_hidden=16, rnn_layers=2),
     # Study student for stronger teachers: 46x fewer parameters than `small` (micro is within
     # 0.4 dB of the DCCRN teachers; the tiny-SE KD range ends at ~60x).
-    "nano": dict(
-        n_fft=256,
-        win_length=256,
-        hop_length=128,
-        channels=[4, 4, 8, 8, 16],
-        rnn_hidden=8,
-        rnn_layers=2,
-    ),
+    "nano": dict(**_DEMO_STFT, channels=[4, 4, 8, 8, 16], rnn_hidden=8, rnn_layers=2),
     # Tests: the paper's STFT, two levels, one narrow LSTM layer.
     "mini": dict(channels=[2, 4], rnn_hidden=8, rnn_layers=1),
 }
