@@ -8,6 +8,7 @@ KD-weight (lambda) sweep for every KD method. Every problem is reported as a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -117,6 +118,10 @@ class SweepConfig:
     factors: tuple[float, ...] = (0.3, 1.0, 3.0)
     steps: int | None = None  # None: the students' steps
     seeds: tuple[int, ...] | None = None  # None: the first student seed
+    # factors above `factors`, tried one at a time while a method's best lambda is its largest and
+    # beats the next smaller one by more than `extend_margin_db` (:func:`plan.sweep_extension`)
+    extend: tuple[float, ...] = ()
+    extend_margin_db: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -274,12 +279,31 @@ def parse_config(raw: Mapping[str, Any], where: str = "config") -> ExperimentCon
                        ("teacher.batch_size", config.teacher.batch_size)):
         if not isinstance(value, int) or value < 1:
             raise DfkdError(f"{where}: `{key}` must be a positive integer, not {value!r}")
-    if not config.sweep.factors or any(float(f) <= 0 for f in config.sweep.factors):
-        raise DfkdError(f"{where}: `sweep.factors` must be positive numbers")
+    _check_sweep_factors(config.sweep, where)
     evaluated = check_metrics(config.evaluation.metrics or DEFAULT_METRICS)
     if config.report.rank_metric not in evaluated:
         raise DfkdError(f"{where}: `report.rank_metric` {config.report.rank_metric!r} is not evaluated")
     return config
+
+
+def _check_sweep_factors(sweep: SweepConfig, where: str) -> None:
+    def numbers(values: Any) -> list[float] | None:
+        try:
+            out = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return None
+        return out if all(math.isfinite(v) and v > 0 for v in out) else None
+
+    factors, extend = numbers(sweep.factors), numbers(sweep.extend)
+    if not factors:
+        raise DfkdError(f"{where}: `sweep.factors` must be positive numbers")
+    if extend is None or extend != sorted(set(extend)) or (extend and extend[0] <= max(factors)):
+        raise DfkdError(f"{where}: `sweep.extend` must be increasing positive numbers above the "
+                        f"largest of `sweep.factors` ({max(factors):g}), not {list(sweep.extend)!r}")
+    margin = sweep.extend_margin_db
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) \
+            or margin < 0:
+        raise DfkdError(f"{where}: `sweep.extend_margin_db` must be a number >= 0, not {margin!r}")
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:

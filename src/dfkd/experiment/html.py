@@ -19,7 +19,7 @@ from .tables import (
     PAIRED_NOTE, RATIO_NOTE, chosen_gradient_ratio, format_comparison, format_ratio, lead_sentence,
     metric_header, table_cells, table_header, verdict_sentence,
 )
-from .results import BASELINE, NOISY, PAIRED_METRICS, TEACHER, Results
+from .results import NOISY, PAIRED_METRICS, TEACHER, Results
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 2em;
@@ -160,7 +160,7 @@ def render_html(results: Results, figures: Sequence[ReportFigure] = (),
         "<h2>Paired per-clip differences against <code>none</code></h2>",
         f'<p class="note">{_esc(PAIRED_NOTE)}</p>',
         paired_table(results),
-        *([f"<h2>Paired per-clip differences against the best baseline</h2>",
+        *(["<h2>Paired per-clip differences against the best baseline</h2>",
            f'<p class="note">Best baseline (best non-DFKD student by '
            f"{_esc(metric_header(results.rank_metric))}): "
            f"{_esc(', '.join(f'{a}: {m}' for a, m in results.best_baseline.items()))}.</p>",

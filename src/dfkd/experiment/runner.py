@@ -6,7 +6,9 @@
    design.md) or a run trained in the grid with a seed that no student uses (method.md);
 2. the lambda sweep: every KD method (each DFKD adapter variant counts as its own method) gets the
    same candidates, ``sweep.factors`` x its default lambda, the same steps and seeds, scored by
-   SI-SNR on the validation split; the best candidate is chosen (method.md, "Total objective");
+   SI-SNR on the validation split; a sweep still rising at its largest lambda goes on upwards
+   (``sweep.extend``, :func:`~dfkd.experiment.plan.sweep_extension`); the best candidate is
+   chosen (method.md, "Total objective");
 3. the final runs: every method x seed at its chosen lambda, the same steps, data and batch size
    for all, scored on the test split (``none``'s, which need no lambda, run beside the sweep);
 4. the results (:mod:`dfkd.experiment.results`), figures and ``report.html`` (:mod:`dfkd.experiment.report`).
@@ -44,7 +46,7 @@ from ..errors import DfkdError, TrainingStopped
 from .config import ExperimentConfig
 from .plan import (
     HELDOUT, SWEEP_METRIC, Cell, TrainJob, default_weight, final_cells, heldout_cells, pick_clips,
-    sweep_cells, teacher_cell,
+    student_cell, sweep_cells, sweep_extension, teacher_cell,
 )
 from ..evaluation.scoring import default_workers
 from ..files import write_json
@@ -217,7 +219,8 @@ class ExperimentRunner:
         """The cells (finals at the lambdas chosen so far), with what is done; for ``--dry-run``."""
         plan: dict[str, Any] = {}
         for arch, teacher in self.check_inputs().items():
-            sweeps = sweep_cells(self.config, arch, teacher, self.out, self.data)
+            sweeps, _ = self.extend_sweep(arch, teacher, sweep_cells(
+                self.config, arch, teacher, self.out, self.data), run=False, pending=True)
             chosen, _ = self.choose_weights(arch, sweeps, partial=True)
             finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
             plan[arch] = {"teacher": teacher, "sweep": sweeps, "final": finals}
@@ -437,24 +440,76 @@ class ExperimentRunner:
                 if partial:
                     continue
                 raise DfkdError(f"{arch} {variant.name}: lambda sweep not finished")
-            scores: dict[float, list[float]] = {}
-            ratios: dict[float, list[float]] = {}  # why a lambda works: the KD share of the gradient
-            for cell in mine:
-                value = _read_json(cell.eval_dir / "summary.json")["metrics"][SWEEP_METRIC]["mean"]
-                scores.setdefault(cell.kd_weight, []).append(
-                    value if value is not None and math.isfinite(value) else -math.inf)
-                history = read_history(cell.run_dir)
-                ratio = late_gradient_ratio(history) if history is not None else None
-                if ratio is not None:
-                    ratios.setdefault(cell.kd_weight, []).append(ratio)
-            means = {lam: sum(v) / len(v) for lam, v in scores.items()}
+            means, ratios = self._sweep_means(mine)
             centre = default_weight(variant)
             best = max(means, key=lambda lam: (means[lam], -abs(math.log(lam / centre))))
             chosen[variant.name] = best
             record[variant.name] = {"chosen": best, "candidates": means, "metric": f"valid {SWEEP_METRIC}",
                                     "seeds": list(self.config.sweep_seeds), "steps": self.config.sweep_steps,
-                                    "grad_ratio": {lam: sum(v) / len(v) for lam, v in ratios.items()}}
+                                    "grad_ratio": ratios}
         return chosen, record
+
+    @staticmethod
+    def _sweep_means(cells: Sequence[Cell]) -> tuple[dict[float, float], dict[float, float]]:
+        """lambda -> mean validation score (a diverged run: -inf) and -> mean logged KD/task
+        gradient ratio (why a lambda works), over the scored sweep ``cells`` of one variant."""
+        scores: dict[float, list[float]] = {}
+        ratios: dict[float, list[float]] = {}
+        for cell in cells:
+            value = _read_json(cell.eval_dir / "summary.json")["metrics"][SWEEP_METRIC]["mean"]
+            scores.setdefault(cell.kd_weight, []).append(
+                value if value is not None and math.isfinite(value) else -math.inf)
+            history = read_history(cell.run_dir)
+            ratio = late_gradient_ratio(history) if history is not None else None
+            if ratio is not None:
+                ratios.setdefault(cell.kd_weight, []).append(ratio)
+        mean = lambda values: sum(values) / len(values)  # noqa: E731
+        return ({lam: mean(v) for lam, v in scores.items()},
+                {lam: mean(v) for lam, v in ratios.items()})
+
+    def sweep_extensions(self, arch: str, teacher: Cell, cells: Sequence[Cell]) -> list[Cell]:
+        """The next candidate (every sweep seed) of each KD variant whose sweep in ``cells`` is
+        scored and still rising at its largest lambda (:func:`~.plan.sweep_extension`)."""
+        more: list[Cell] = []
+        for variant in self.config.variants:
+            mine = [c for c in cells if c.model == variant.name]
+            if not variant.is_kd or not mine or not all(self.is_scored(c) for c in mine):
+                continue
+            lam = sweep_extension(self.config, variant, self._sweep_means(mine)[0])
+            if lam is not None:
+                more += [student_cell(self.config, arch, variant, lam, seed, self.config.sweep_steps,
+                                      "sweep", teacher, self.out, self.data)
+                         for seed in self.config.sweep_seeds]
+        return more
+
+    def extend_sweep(self, arch: str, teacher: Cell, cells: Sequence[Cell], bar: tqdm | None = None,
+                     run: bool = True, pending: bool = False) -> tuple[list[Cell], list[Cell]]:
+        """``cells`` (a scored sweep) with the extensions of ``sweep.extend``, and the final runs
+        trained beside them.
+
+        With ``run``, each round's new candidates are trained and scored, together with the final
+        runs of the variants whose lambda is settled (so that no worker idles while one method's
+        sweep goes on); without, only the extensions already scored are added (a report), or with
+        ``pending`` also the next ones to run (``--dry-run``)."""
+        cells, beside = list(cells), []
+        while not self.stopped:
+            more = [c for c in self.sweep_extensions(arch, teacher, cells)
+                    if run or pending or self.is_scored(c)]
+            if not more:
+                break
+            cells += more
+            if not run:
+                continue
+            growing = {c.model for c in more}
+            settled, _ = self.choose_weights(arch, cells, partial=True)  # growing ones left out
+            finals = [c for c in final_cells(self.config, arch, teacher, settled, self.out, self.data)
+                      if c.model in settled and c.model not in growing and c not in beside]
+            if bar is not None:
+                bar.total += len(more)
+                bar.refresh()
+            self.run_cells([*more, *finals], bar)  # the pool starts them in this order
+            beside += finals
+        return cells, beside
 
     # ---------------------------------------------------------------------------- collecting
     def record(self, cell: Cell) -> RunRecord:
@@ -531,12 +586,15 @@ class ExperimentRunner:
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
                     self.run_cells([*sweeps[arch], *untuned], bar)
+                    sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], bar)
+                else:
+                    sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], run=False)
                 if self.stopped:
                     break  # at the deadline: the lambdas cannot be chosen before the sweep ends
                 chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
                 finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
                 if not report_only:
-                    self.run_cells([c for c in finals if c not in untuned], bar)
+                    self.run_cells([c for c in finals if c not in untuned and c not in beside], bar)
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
                 if self.stopped:
