@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,15 +13,12 @@ import torch
 from dfkd import models
 from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
 
-from cli_runs import fast_flags
+from cli_runs import (
+    ONE_THREAD_ENV as ENV, dfkd_command, fast_flags, reference_beside_a_killed_run,
+)
 from tiny_corpus import make_tiny_corpus
 
 FAST = [*fast_flags(), "--set", "log_every=2"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _dfkd(*argv) -> list[str]:
-    return [sys.executable, "-m", "dfkd", *[str(a) for a in argv]]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -36,23 +30,11 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     steps = 16
     args = ["train", "--arch", "convtasnet", "--data", corpus, "--steps", steps,
             "--checkpoint-every", 2, "--valid-every", 6, "--seed", 5, *FAST]
-    reference = subprocess.Popen(_dfkd(*args, "--out", tmp_path / "ref"), env=ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     killed_run = tmp_path / "killed"
-    victim = subprocess.Popen(_dfkd(*args, "--out", killed_run), env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed_run / "last.pt").exists():
-        assert victim.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL
-    step_at_kill = read_checkpoint(killed_run / "last.pt")["step"]
+    reference, step_at_kill = reference_beside_a_killed_run(args, tmp_path / "ref", killed_run)
     assert 0 < step_at_kill < steps, "the kill came too late to test a resume"
 
-    resumed = subprocess.run(_dfkd("train", "--out", killed_run, "--resume", "--no-progress"),
+    resumed = subprocess.run(dfkd_command("train", "--out", killed_run, "--resume", "--no-progress"),
                              env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     out, _ = reference.communicate(timeout=300)
@@ -69,14 +51,14 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
 
     # stop_after trains in parts: stopped at step 6 on the same schedule, then resumed to the end
     parts = tmp_path / "parts"
-    first = subprocess.run(_dfkd(*args, "--out", parts, "--set", "stop_after=6"), env=ENV,
+    first = subprocess.run(dfkd_command(*args, "--out", parts, "--set", "stop_after=6"), env=ENV,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert read_checkpoint(parts / "last.pt")["step"] == 6
     part_history = json.loads((parts / "history.json").read_text())
     lr_at = {r["step"]: r["lr"] for r in history[0]["train"]}
     assert [(r["step"], r["lr"]) for r in part_history["train"]] == [(s, lr_at[s]) for s in (2, 4, 6)]
-    rest = subprocess.run(_dfkd("train", "--out", parts, "--resume", "--set", "stop_after=null",
+    rest = subprocess.run(dfkd_command("train", "--out", parts, "--resume", "--set", "stop_after=null",
                                 "--no-progress"), env=ENV, capture_output=True, text=True, timeout=300)
     assert rest.returncode == 0, rest.stderr
     for name, tensor in _weights(parts).items():
@@ -92,7 +74,7 @@ def test_two_ddp_processes_match_one_process(tmp_path):
     args = ["distill", "--teacher", tmp_path / "teacher.pt", "--method", "spectral", "--data",
             corpus, "--steps", 4, "--valid-every", 4, "--seed", 3, "--set", "grad_ratio_every=2",
             "--device", "cpu", *FAST]
-    one = subprocess.Popen(_dfkd(*args, "--out", tmp_path / "one"), env=ENV,
+    one = subprocess.Popen(dfkd_command(*args, "--out", tmp_path / "one"), env=ENV,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "-m", "dfkd", *[str(a) for a in args], "--out", str(tmp_path / "two")]

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +14,12 @@ from dfkd.checkpoint import model_payload, read_checkpoint, save_checkpoint
 from dfkd.errors import DfkdError
 from dfkd.training.schedule import TwoStep, check_two_step, two_step_schedule
 
-from cli_runs import fast_flags, run_cli
+from cli_runs import (
+    ONE_THREAD_ENV as ENV, dfkd_command, fast_flags, reference_beside_a_killed_run, run_cli,
+)
 from tiny_corpus import make_tiny_corpus
 
 FAST = fast_flags()
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -97,32 +94,17 @@ def test_two_step_with_none_is_an_error_before_anything_is_written(setup, tmp_pa
     assert not out.exists()
 
 
-def _dfkd(*argv) -> list[str]:
-    return [sys.executable, "-m", "dfkd", *[str(a) for a in argv]]
-
-
 def test_sigkill_in_step_one_then_resume_across_the_switch_is_bit_exact(setup, tmp_path):
     corpus, teacher = setup
     steps = 12
     args = ["distill", "--teacher", teacher, "--method", "dfkd", "--data", corpus, "--steps", steps,
             "--checkpoint-every", 2, "--valid-every", 6, "--seed", 5, "--two-step", 0.5,
             "--two-step-then", "task+kd", "--set", "log_every=2", *FAST]
-    reference = subprocess.Popen(_dfkd(*args, "--out", tmp_path / "ref"), env=ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     killed = tmp_path / "killed"
-    victim = subprocess.Popen(_dfkd(*args, "--out", killed), env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "last.pt").exists():
-        assert victim.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    step_at_kill = read_checkpoint(killed / "last.pt")["step"]
+    reference, step_at_kill = reference_beside_a_killed_run(args, tmp_path / "ref", killed)
     assert 0 < step_at_kill < steps // 2, "the kill came after the switch: nothing to test"
 
-    resumed = subprocess.run(_dfkd("distill", "--out", killed, "--resume", "--no-progress"),
+    resumed = subprocess.run(dfkd_command("distill", "--out", killed, "--resume", "--no-progress"),
                              env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     out, _ = reference.communicate(timeout=300)
