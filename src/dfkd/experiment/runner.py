@@ -579,13 +579,14 @@ class ExperimentRunner:
                    dynamic_ncols=True, desc="experiment")
         try:
             for arch, teacher in teachers.items():
-                # the final runs without a lambda (`none`) need no sweep: they run beside it and
-                # fill the workers the sweep leaves idle (the same cells, only sooner)
+                # the final runs without a lambda (`none`) need no sweep: they run beside it, and
+                # first, since they are the longer runs (a batch ends with its last run: started
+                # last, an 8000-step final would train alone after the 4000-step sweep runs)
                 untuned = [c for c in final_cells(self.config, arch, teacher, {}, self.out, self.data)
                            if not next(v for v in self.config.variants if v.name == c.model).is_kd]
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    self.run_cells([*sweeps[arch], *untuned], bar)
+                    self.run_cells([*untuned, *sweeps[arch]], bar)
                     sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], bar)
                 else:
                     sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], run=False)
