@@ -33,6 +33,15 @@ def make_tiny_corpus(root: Path, train: int = 8, valid: int = 3, seconds: float 
     return root
 
 
+def make_tiny_grid_corpus(root: Path) -> Path:
+    """The smallest corpus a grid runs on: 2 train, 1 valid and 1 test pair of 0.5 s; ``root``."""
+    make_tiny_corpus(root, train=2, valid=1, seconds=0.5)
+    make_tiny_corpus(root / "test_split", train=1, valid=0, seconds=0.5)
+    (root / "test_split" / "train").rename(root / "test")
+    (root / "test_split").rmdir()
+    return root
+
+
 def speech_in_noise(snr_db: float, seconds: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """``(clean, noisy)``: a synthetic utterance (``dfkd.data.demo.speech``) in white noise at
     ``snr_db``, float32, seeded."""

@@ -12,7 +12,7 @@ import yaml
 from dfkd import cli, models
 from dfkd.checkpoint import model_payload, save_checkpoint
 
-from tiny_corpus import make_tiny_corpus
+from tiny_corpus import make_tiny_grid_corpus
 
 
 def _config(tmp_path: Path, pretrained: str) -> Path:
@@ -32,10 +32,7 @@ def _config(tmp_path: Path, pretrained: str) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = make_tiny_corpus(tmp_path_factory.mktemp("corpus"), train=2, valid=1, seconds=0.5)
-    make_tiny_corpus(root / "test_split", train=1, valid=0, seconds=0.5)
-    (root / "test_split" / "train").rename(root / "test")
-    return root
+    return make_tiny_grid_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def _teachers(tmp_path: Path) -> dict[str, tuple[Path, str]]:

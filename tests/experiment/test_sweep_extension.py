@@ -18,7 +18,7 @@ from dfkd.experiment.config import parse_config
 from dfkd.experiment.plan import TrainJob, default_weight, sweep_extension
 from dfkd.experiment.runner import ExperimentRunner
 
-from tiny_corpus import make_tiny_corpus
+from tiny_corpus import make_tiny_grid_corpus
 
 
 def _raw(**sweep) -> dict:
@@ -83,10 +83,7 @@ def test_bad_sweep_extensions_are_refused_with_the_key_named(sweep, message):
 # ------------------------------------------------------------------------------------ the grid
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = make_tiny_corpus(tmp_path_factory.mktemp("corpus"), train=2, valid=1, seconds=0.5)
-    make_tiny_corpus(root / "test_split", train=1, valid=0, seconds=0.5)
-    (root / "test_split" / "train").rename(root / "test")
-    return root
+    return make_tiny_grid_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 class ScoredByLambda:
