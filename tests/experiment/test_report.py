@@ -158,6 +158,19 @@ def test_paired_differences_against_the_best_baseline_with_tests_over_clips_and_
         pytest.approx(2 / 64)
 
 
+def test_when_an_adapter_ablation_wins_the_verdict_also_says_how_the_papers_adapter_did():
+    records = _significant_records()
+    for seed, shift in ((1, -0.1), (2, 0.0), (3, 0.1)):  # the paper's rule: 0.1 dB below output
+        records.append(RunRecord("convtasnet", "dfkd", seed, _scores(6.1, shift, OFFSETS)))
+    results = build_results(records, methods={"none": "none", "output": "output",
+                                              "dfkd-rolloff": "dfkd", "dfkd": "dfkd"})
+    text = to_markdown(results)
+    assert ("- convtasnet: DFKD (`dfkd-rolloff`) beats the best baseline (`output`) by +0.35 ± 0.08 "
+            "(6/6; p=0.03; seeds +0.35 ± 0.00, 3/3 better) dB SI-SNRi (the paper's adapter, `dfkd`: "
+            "-0.10 ± 0.00 (0/6; p=0.03; seeds -0.10 ± 0.00, 0/3 better) dB); pick `dfkd-rolloff`."
+            ) in text
+
+
 def test_significance_edge_cases_do_not_crash():
     from dfkd.experiment.significance import is_significant_gain, paired_t_p, seed_paired, wilcoxon_p
 

@@ -142,14 +142,18 @@ def verdict_sentence(results: Results, arch: str) -> str | None:
     diff = diffs[best]
     said = f"{format_comparison(diff, metric)}{unit} {label}"
     rival_name = "no KD (`none`)" if rival == "none" else f"`{rival}`"
+    # the row `dfkd` (the method's default name) is the paper's adapter: when an ablation is the
+    # best variant, the paper's own rule is not, and the line says how that one did
+    paper = (f" (the paper's adapter, `dfkd`: {format_comparison(diffs['dfkd'], metric)}{unit})"
+             if best != "dfkd" and "dfkd" in diffs else "")
     if is_significant_gain(diff):
-        return (f"{arch}: DFKD (`{best}`) beats the best baseline ({rival_name}) by {said}; "
+        return (f"{arch}: DFKD (`{best}`) beats the best baseline ({rival_name}) by {said}{paper}; "
                 f"pick `{best}`.")
     if diff["mean"] > 0:
         return (f"{arch}: DFKD (`{best}`) is ahead of the best baseline ({rival_name}) by {said}, "
-                f"which is NOT significant; pick {rival_name} (simpler) or either.")
+                f"which is NOT significant{paper}; pick {rival_name} (simpler) or either.")
     return (f"{arch}: DFKD does NOT beat the best baseline ({rival_name}): its best variant "
-            f"`{best}` is {said}; pick {rival_name}.")
+            f"`{best}` is {said}{paper}; pick {rival_name}.")
 
 
 def _paired_lines(results: Results, paired: Mapping[str, Any], shown: Sequence[str]) -> list[str]:
