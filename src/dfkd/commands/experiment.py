@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dry_run(runner) -> int:
-    from ..experiment.plan import sweep_weights, total_steps
+    from ..experiment.plan import total_steps
 
     plan = runner.plan()
     trained_teachers = 0
@@ -61,11 +61,9 @@ def _dry_run(runner) -> int:
             trained_teachers += 1
             state = "done" if runner.is_scored(teacher) else "to do"
             print(f"{arch}: teacher trained in the grid, seed {teacher.seed} ({state})")
-        base = len(runner.config.sweep_seeds) * sum(
-            len(sweep_weights(runner.config, v)) for v in runner.config.variants if v.is_kd)
         for kind in ("sweep", "final"):
             done = sum(runner.is_trained(c) and runner.is_scored(c) for c in cells[kind])
-            extended = len(cells[kind]) - base if kind == "sweep" else 0
+            extended = cells["extensions"] if kind == "sweep" else 0
             more = f" ({extended} of them above sweep.factors: sweep.extend)" if extended else ""
             print(f"{arch}: {len(cells[kind])} {kind} runs{more}, {done} done")
     if runner.record_dir is not None:

@@ -255,8 +255,12 @@ def student_cell(config: ExperimentConfig, arch: str, variant: Variant, kd_weigh
 
 def sweep_weights(config: ExperimentConfig, variant: Variant) -> list[float]:
     """The lambda candidates of a KD variant: the configured factors times its default."""
-    centre = default_weight(variant)
-    return sorted({round(float(f) * centre, 10) for f in config.sweep.factors})
+    return _scaled(config.sweep.factors, default_weight(variant))
+
+
+def _scaled(factors: Sequence[float], centre: float) -> list[float]:
+    """``factors`` x ``centre``, rounded so that equal lambdas compare equal, sorted, once each."""
+    return sorted({round(float(f) * centre, 10) for f in factors})
 
 
 def sweep_extension(config: ExperimentConfig, variant: Variant, means: Mapping[float, float]
@@ -279,9 +283,8 @@ def sweep_extension(config: ExperimentConfig, variant: Variant, means: Mapping[f
     top, below = sorted(means)[-2:][::-1]
     if means[top] < max(means.values()) or not means[top] - means[below] > config.sweep.extend_margin_db:
         return None
-    centre = default_weight(variant)
-    return next((lam for lam in (round(float(f) * centre, 10) for f in config.sweep.extend)
-                 if lam > top), None)
+    return next((lam for lam in _scaled(config.sweep.extend, default_weight(variant)) if lam > top),
+                None)
 
 
 def sweep_cells(config: ExperimentConfig, arch: str, teacher: Cell, out: Path, data: str) -> list[Cell]:

@@ -216,14 +216,16 @@ class ExperimentRunner:
         return teachers
 
     def plan(self) -> dict[str, Any]:
-        """The cells (finals at the lambdas chosen so far), with what is done; for ``--dry-run``."""
+        """The cells (finals at the lambdas chosen so far; ``extensions``: how many sweep cells
+        ``sweep.extend`` added), with what is done; for ``--dry-run``."""
         plan: dict[str, Any] = {}
         for arch, teacher in self.check_inputs().items():
-            sweeps, _ = self.extend_sweep(arch, teacher, sweep_cells(
-                self.config, arch, teacher, self.out, self.data), run=False, pending=True)
+            base = sweep_cells(self.config, arch, teacher, self.out, self.data)
+            sweeps, _ = self.extend_sweep(arch, teacher, base, run=False, pending=True)
             chosen, _ = self.choose_weights(arch, sweeps, partial=True)
             finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
-            plan[arch] = {"teacher": teacher, "sweep": sweeps, "final": finals}
+            plan[arch] = {"teacher": teacher, "sweep": sweeps, "final": finals,
+                          "extensions": len(sweeps) - len(base)}
         return plan
 
     # ------------------------------------------------------------------------------ one cell
@@ -440,32 +442,37 @@ class ExperimentRunner:
                 if partial:
                     continue
                 raise DfkdError(f"{arch} {variant.name}: lambda sweep not finished")
-            means, ratios = self._sweep_means(mine)
+            means = self._sweep_scores(mine)
             centre = default_weight(variant)
             best = max(means, key=lambda lam: (means[lam], -abs(math.log(lam / centre))))
             chosen[variant.name] = best
             record[variant.name] = {"chosen": best, "candidates": means, "metric": f"valid {SWEEP_METRIC}",
                                     "seeds": list(self.config.sweep_seeds), "steps": self.config.sweep_steps,
-                                    "grad_ratio": ratios}
+                                    "grad_ratio": self._gradient_ratios(mine)}
         return chosen, record
 
     @staticmethod
-    def _sweep_means(cells: Sequence[Cell]) -> tuple[dict[float, float], dict[float, float]]:
-        """lambda -> mean validation score (a diverged run: -inf) and -> mean logged KD/task
-        gradient ratio (why a lambda works), over the scored sweep ``cells`` of one variant."""
+    def _sweep_scores(cells: Sequence[Cell]) -> dict[float, float]:
+        """lambda -> mean validation score (a diverged run: -inf) over the scored sweep ``cells``
+        of one variant."""
         scores: dict[float, list[float]] = {}
-        ratios: dict[float, list[float]] = {}
         for cell in cells:
             value = _read_json(cell.eval_dir / "summary.json")["metrics"][SWEEP_METRIC]["mean"]
             scores.setdefault(cell.kd_weight, []).append(
                 value if value is not None and math.isfinite(value) else -math.inf)
+        return {lam: sum(v) / len(v) for lam, v in scores.items()}
+
+    @staticmethod
+    def _gradient_ratios(cells: Sequence[Cell]) -> dict[float, float]:
+        """lambda -> mean logged KD/task gradient ratio (why a lambda works) of the sweep ``cells``
+        whose history logged one."""
+        ratios: dict[float, list[float]] = {}
+        for cell in cells:
             history = read_history(cell.run_dir)
             ratio = late_gradient_ratio(history) if history is not None else None
             if ratio is not None:
                 ratios.setdefault(cell.kd_weight, []).append(ratio)
-        mean = lambda values: sum(values) / len(values)  # noqa: E731
-        return ({lam: mean(v) for lam, v in scores.items()},
-                {lam: mean(v) for lam, v in ratios.items()})
+        return {lam: sum(v) / len(v) for lam, v in ratios.items()}
 
     def sweep_extensions(self, arch: str, teacher: Cell, cells: Sequence[Cell]) -> list[Cell]:
         """The next candidate (every sweep seed) of each KD variant whose sweep in ``cells`` is
@@ -475,7 +482,7 @@ class ExperimentRunner:
             mine = [c for c in cells if c.model == variant.name]
             if not variant.is_kd or not mine or not all(self.is_scored(c) for c in mine):
                 continue
-            lam = sweep_extension(self.config, variant, self._sweep_means(mine)[0])
+            lam = sweep_extension(self.config, variant, self._sweep_scores(mine))
             if lam is not None:
                 more += [student_cell(self.config, arch, variant, lam, seed, self.config.sweep_steps,
                                       "sweep", teacher, self.out, self.data)
