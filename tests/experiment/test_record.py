@@ -113,4 +113,6 @@ def test_the_committed_record_is_not_git_ignored():
     probe = "records/study/runs/dptnet/none/lam0-seed1-8000steps-abc/eval-test-x/done.json"
     ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=repo).returncode == 0
     assert not ignored, f"{probe} is ignored by .gitignore"
-    assert subprocess.run(["git", "check-ignore", "-q", "runs/x/last.pt"], cwd=repo).returncode == 0
+    # a work tree whose runs/ links to a folder elsewhere: git probes no path beyond a link
+    runs = "runs" if (repo / "runs").is_symlink() else "runs/x/last.pt"
+    assert subprocess.run(["git", "check-ignore", "-q", runs], cwd=repo).returncode == 0

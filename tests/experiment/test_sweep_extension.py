@@ -116,7 +116,7 @@ def _runner(tmp_path: Path, corpus: Path, trainer=None) -> ExperimentRunner:
     return runner
 
 
-def test_the_grid_extends_a_rising_sweep_and_trains_settled_finals_beside_it(tmp_path, corpus):
+def test_the_grid_extends_a_rising_sweep_and_starts_each_settled_methods_finals_at_once(tmp_path, corpus):
     runner = _runner(tmp_path, corpus)
     trainer = runner.trainer
     assert len(runner.plan()["convtasnet"]["sweep"]) == 4  # nothing scored: no extension known yet
@@ -125,12 +125,15 @@ def test_the_grid_extends_a_rising_sweep_and_trains_settled_finals_beside_it(tmp
     kind = {2: "sweep", 3: "final"}
     order = [(kind[c.steps], c.method, trainer.factor(c) if c.kd_weight else 0, c.seed)
              for c in trainer.calls[1:]]  # after the teacher
-    base = [("sweep", m, f, 1) for m in ("dfkd", "output") for f in (1, 3)]
-    assert sorted(order[:6]) == sorted([*base, ("final", "none", 0, 1), ("final", "none", 0, 2)])
-    # round 1: dfkd at 10x, with output's finals (settled at 3x) beside it; round 2: dfkd at 30x;
-    # then dfkd's finals at the chosen 10x. Nothing at 100x: 30x lost to 10x.
-    assert order[6:] == [("sweep", "dfkd", 10, 1), ("final", "output", 3, 1), ("final", "output", 3, 2),
-                         ("sweep", "dfkd", 30, 1), ("final", "dfkd", 10, 1), ("final", "dfkd", 10, 2)]
+    # `none`'s finals first (no lambda to wait for), then the sweep; each follow-up starts as soon
+    # as what it waits for is scored, before the cells queued earlier: dfkd, rising at 3x, gets
+    # 10x, then 30x, which loses to 10x, so dfkd's finals at 10x come next; then output's sweep,
+    # flat (1.05 at 3x is within the margin), and its finals at 3x. Nothing at 100x.
+    assert order == [("final", "none", 0, 1), ("final", "none", 0, 2),
+                     ("sweep", "dfkd", 1, 1), ("sweep", "dfkd", 3, 1), ("sweep", "dfkd", 10, 1),
+                     ("sweep", "dfkd", 30, 1), ("final", "dfkd", 10, 1), ("final", "dfkd", 10, 2),
+                     ("sweep", "output", 1, 1), ("sweep", "output", 3, 1),
+                     ("final", "output", 3, 1), ("final", "output", 3, 2)]
     centre = default_weight(_variant(runner.config, "dfkd"))
     sweep = results.sweeps["convtasnet"]["dfkd"]
     assert sweep["chosen"] == pytest.approx(10 * centre)
@@ -157,3 +160,30 @@ def test_the_dry_run_plan_shows_the_next_extension_once_the_sweep_is_scored(tmp_
     assert [c.kd_weight for c in sweep[len(base):]] == [
         pytest.approx(10 * default_weight(_variant(runner.config, "dfkd")))]
     assert not runner.is_trained(sweep[-1])  # pending: listed, not run
+
+
+def test_a_follow_up_cell_starts_before_the_cells_queued_earlier(tmp_path, corpus, monkeypatch):
+    """run_cells with two workers: what ``then`` returns for a finished cell is started next, so
+    a chain (a sweep's extensions, then its finals) is not left until the queue is empty."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    runner = _runner(tmp_path, corpus)
+    runner.parallel_runs = 2
+    monkeypatch.setattr(runner, "_worker_pool", lambda: ThreadPoolExecutor(2))  # in-process workers
+    monkeypatch.setattr(runner, "is_finished", lambda cell: False)
+    started: list[str] = []
+    chain_done = threading.Event()
+
+    def run_cell(cell: str, bar=None) -> dict[str, int]:
+        started.append(cell)
+        if cell == "long":  # holds one worker until the chain has gone through the other
+            assert chain_done.wait(timeout=30), started
+        if cell == "a2":
+            chain_done.set()
+        return {}
+
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+    chain = {"a": ["a1"], "a1": ["a2"]}
+    runner.run_cells(["a", "long", "b", "c"], then=lambda cell: chain.get(cell, []))
+    assert started == ["a", "long", "a1", "a2", "b", "c"]

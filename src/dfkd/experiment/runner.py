@@ -34,7 +34,8 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -221,7 +222,7 @@ class ExperimentRunner:
         plan: dict[str, Any] = {}
         for arch, teacher in self.check_inputs().items():
             base = sweep_cells(self.config, arch, teacher, self.out, self.data)
-            sweeps, _ = self.extend_sweep(arch, teacher, base, run=False, pending=True)
+            sweeps = self.extend_sweep(arch, teacher, base, pending=True)
             chosen, _ = self.choose_weights(arch, sweeps, partial=True)
             finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
             plan[arch] = {"teacher": teacher, "sweep": sweeps, "final": finals,
@@ -366,37 +367,62 @@ class ExperimentRunner:
             if self.is_trained(cell) and self.is_scored(cell):
                 save_cell(cell, self.out, self.record_dir)
 
-    def run_cells(self, cells: Sequence[Cell], bar: tqdm | None = None) -> None:
-        """Run independent cells, ``parallel_runs`` at a time in worker processes.
+    def run_cells(self, cells: Sequence[Cell], bar: tqdm | None = None,
+                  then: Callable[[Cell], Sequence[Cell]] | None = None) -> None:
+        """Run cells, ``parallel_runs`` at a time in worker processes.
 
         Small models use two cores poorly inside one process (and very badly when the cores are
         shared), so two runs of one thread each finish about twice as fast as one run of two.
         Every worker writes the same markers as a serial run, so interrupting and resuming works
         the same way.
+
+        ``then(cell)``, called here once ``cell`` is done, returns the cells that had to wait for
+        it (a sweep's next lambda, a method's final runs). They go to the front of the queue and
+        start as soon as a worker is free, so a chain of dependent runs is not left until the
+        other cells are done, where its last links would train alone on an otherwise idle machine.
         """
+        queue = deque(cells)
+        follow: Callable[[Cell], Sequence[Cell]] = then or (lambda cell: ())
+
+        def after(cell: Cell) -> None:
+            if not self.stopped:  # at the deadline nothing new starts
+                queue.extendleft(reversed(list(follow(cell))))
+
         todo = [c for c in cells if not self.is_finished(c)]
-        if self.parallel_runs <= 1 or len(todo) <= 1:
-            for cell in cells:
+        if self.parallel_runs <= 1 or (then is None and len(todo) <= 1):
+            while queue:
+                cell = queue.popleft()
                 self.run_cell(cell, bar)
+                after(cell)
             return
-        for cell in cells:
-            if cell not in todo:
-                self.run_cell(cell, bar)  # reused: only counted
         pool = self._worker_pool()
-        futures = {pool.submit(_run_cell_in_worker, self, cell): cell for cell in todo}
+        running: dict[Future, Cell] = {}
         try:
-            for future in as_completed(futures):
-                for key, value in future.result().items():
-                    if key == "stopped":
-                        self.stopped += value
+            while queue or running:
+                while queue and len(running) < self.parallel_runs:
+                    cell = queue.popleft()
+                    if self.is_finished(cell):
+                        self.run_cell(cell, bar)  # reused: only counted
+                        after(cell)
                     else:
-                        self.counts[key] += value
-                if bar is not None:
-                    bar.set_description(futures[future].describe())
-                    bar.set_postfix(self.counts, refresh=False)
-                    bar.update(1)
+                        running[pool.submit(_run_cell_in_worker, self, cell)] = cell
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell = running.pop(future)
+                    for key, value in future.result().items():
+                        if key == "stopped":
+                            self.stopped += value
+                        else:
+                            self.counts[key] += value
+                    if bar is not None:
+                        bar.set_description(cell.describe())
+                        bar.set_postfix(self.counts, refresh=False)
+                        bar.update(1)
+                    after(cell)
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
 
@@ -489,34 +515,53 @@ class ExperimentRunner:
                          for seed in self.config.sweep_seeds]
         return more
 
-    def extend_sweep(self, arch: str, teacher: Cell, cells: Sequence[Cell], bar: tqdm | None = None,
-                     run: bool = True, pending: bool = False) -> tuple[list[Cell], list[Cell]]:
-        """``cells`` (a scored sweep) with the extensions of ``sweep.extend``, and the final runs
-        trained beside them.
-
-        With ``run``, each round's new candidates are trained and scored, together with the final
-        runs of the variants whose lambda is settled (so that no worker idles while one method's
-        sweep goes on); without, only the extensions already scored are added (a report), or with
-        ``pending`` also the next ones to run (``--dry-run``)."""
-        cells, beside = list(cells), []
+    def extend_sweep(self, arch: str, teacher: Cell, cells: Sequence[Cell], pending: bool = False
+                     ) -> list[Cell]:
+        """``cells`` (a sweep) with the extensions of ``sweep.extend`` already scored (a report),
+        or with ``pending`` also the next ones to run (``--dry-run``)."""
+        cells = list(cells)
         while not self.stopped:
-            more = [c for c in self.sweep_extensions(arch, teacher, cells)
-                    if run or pending or self.is_scored(c)]
+            more = [c for c in self.sweep_extensions(arch, teacher, cells) if pending or self.is_scored(c)]
             if not more:
                 break
             cells += more
-            if not run:
-                continue
-            growing = {c.model for c in more}
-            settled, _ = self.choose_weights(arch, cells, partial=True)  # growing ones left out
-            finals = [c for c in final_cells(self.config, arch, teacher, settled, self.out, self.data)
-                      if c.model in settled and c.model not in growing and c not in beside]
-            if bar is not None:
-                bar.total += len(more)
-                bar.refresh()
-            self.run_cells([*more, *finals], bar)  # the pool starts them in this order
-            beside += finals
-        return cells, beside
+        return cells
+
+    def run_sweep(self, arch: str, teacher: Cell, sweep: Sequence[Cell], untuned: Sequence[Cell],
+                  bar: tqdm | None = None) -> tuple[list[Cell], list[Cell]]:
+        """Train and score the lambda sweep of ``arch`` with its extensions (``sweep.extend``), and
+        each KD method's final runs as soon as its lambda is settled; ``untuned`` (``none``'s
+        finals, which need no lambda) first, as the longer runs. Returns the sweep cells, the
+        extensions included, and the final runs trained.
+
+        Nothing waits for a batch: a method's sweep that is still rising gets its next lambda, and
+        a settled one its finals, as soon as its last sweep run is scored (:meth:`run_cells`).
+        """
+        cells, finals = list(sweep), list(untuned)
+        growing = {v.name for v in self.config.variants if v.is_kd}  # lambda not settled yet
+
+        def then(done: Cell) -> list[Cell]:
+            if done.kind != "sweep" or done.model not in growing:
+                return []
+            mine = [c for c in cells if c.model == done.model]
+            if not all(self.is_scored(c) for c in mine):
+                return []  # another seed of this candidate, or another candidate, still runs
+            more = self.sweep_extensions(arch, teacher, mine)
+            if not more:
+                growing.discard(done.model)
+                chosen, _ = self.choose_weights(arch, mine)
+                more = [c for c in final_cells(self.config, arch, teacher, chosen, self.out, self.data)
+                        if c.model == done.model]
+                finals.extend(more)
+            else:
+                cells.extend(more)
+                if bar is not None:
+                    bar.total += len(more)
+                    bar.refresh()
+            return more
+
+        self.run_cells([*untuned, *sweep], bar, then=then)
+        return cells, finals
 
     # ---------------------------------------------------------------------------- collecting
     def record(self, cell: Cell) -> RunRecord:
@@ -586,23 +631,21 @@ class ExperimentRunner:
                    dynamic_ncols=True, desc="experiment")
         try:
             for arch, teacher in teachers.items():
-                # the final runs without a lambda (`none`) need no sweep: they run beside it, and
-                # first, since they are the longer runs (a batch ends with its last run: started
-                # last, an 8000-step final would train alone after the 4000-step sweep runs)
+                # the final runs without a lambda (`none`) need no sweep: they run beside it
                 untuned = [c for c in final_cells(self.config, arch, teacher, {}, self.out, self.data)
                            if not next(v for v in self.config.variants if v.name == c.model).is_kd]
+                beside: list[Cell] = []
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    self.run_cells([*untuned, *sweeps[arch]], bar)
-                    sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], bar)
+                    sweeps[arch], beside = self.run_sweep(arch, teacher, sweeps[arch], untuned, bar)
                 else:
-                    sweeps[arch], beside = self.extend_sweep(arch, teacher, sweeps[arch], run=False)
+                    sweeps[arch] = self.extend_sweep(arch, teacher, sweeps[arch])
                 if self.stopped:
                     break  # at the deadline: the lambdas cannot be chosen before the sweep ends
                 chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
                 finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
                 if not report_only:
-                    self.run_cells([c for c in finals if c not in untuned and c not in beside], bar)
+                    self.run_cells([c for c in finals if c not in beside], bar)  # left: resumed ones
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
                 if self.stopped:
