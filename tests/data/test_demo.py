@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -184,10 +183,8 @@ def test_real_speech_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_full_default_build_time_and_size(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_full_default_build_has_the_documented_size(tmp_path: Path) -> None:
+    # its build time is part of `make demo`'s measured wall time (README), not a timed test
     meta = corpus.build_demo_corpus(tmp_path / "full", progress=False, log=lambda _: None)
-    seconds = time.monotonic() - started
     assert meta["splits"]["train"]["minutes"] >= 30 and meta["splits"]["test"]["minutes"] >= 5
-    assert seconds < 180, f"demo corpus took {seconds:.0f} s"
     assert data.scan_pairs(data.corpus_pairs(tmp_path / "full", "test"), progress=False) == []
