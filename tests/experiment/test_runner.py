@@ -270,6 +270,31 @@ def test_interrupted_run_resumes_without_redoing_work(tmp_path, corpus):
     assert (cut / "steps.log").read_text().split() == ["0", "2"]
 
 
+def test_a_run_with_a_clip_that_could_not_be_scored_stays_unscored(tmp_path, corpus, monkeypatch):
+    import dfkd.evaluation.evaluate as evaluate
+
+    real = evaluate.evaluate_model
+
+    def one_clip_fails(*args, **kwargs):  # e.g. a scorer that ran past its per-clip timeout
+        summary = real(*args, **kwargs)
+        summary.failed.append(("clip7.wav", "scoring took longer than 600 s; worker stopped"))
+        return summary
+
+    raw = {"methods": ["none"], "seeds": [1], "report": {"clips": 0},
+           "evaluation": {"metrics": ["si_snr", "si_snri"], "workers": 0, "complexity": False}}
+    monkeypatch.setattr(evaluate, "evaluate_model", one_clip_fails)
+    with pytest.raises(DfkdError, match=r"1 test clip\(s\) could not be scored \(first: clip7.wav: "
+                                        r"scoring took longer than 600 s.*stays unscored"):
+        _runner(tmp_path, corpus, FakeTrainer(), **raw).run()
+    assert not list((tmp_path / "exp").rglob("done.json"))  # the teacher, scored first, failed
+    monkeypatch.setattr(evaluate, "evaluate_model", real)
+    again = FakeTrainer()
+    results = _runner(tmp_path, corpus, again, **raw).run()
+    # the teacher is scored again from its weights, not trained again; `none` had not started
+    assert [j.method for j in again.calls] == ["none"]
+    assert {r.model for r in results.rows} == {"noisy", "teacher", "none"}
+
+
 def test_pretrained_teacher_is_used_instead_of_training(tmp_path, corpus):
     torch.manual_seed(0)
     (tmp_path / "pretrained").mkdir()

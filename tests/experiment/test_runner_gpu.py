@@ -88,3 +88,38 @@ def test_bad_gpu_flags_are_clear_errors(tmp_path, capsys, flags, message):
     config = str(Path(__file__).resolve().parents[2] / "configs" / "demo_quick.yaml")
     assert cli.main(["experiment", "--config", config, "--out", str(tmp_path), *flags]) == 1
     assert message in capsys.readouterr().err
+
+
+class DeadlineAfter(FakeTrainer):
+    """Passes the grid's deadline once ``calls`` runs have trained: a machine whose time ends."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.limit = calls
+        self.runner: ExperimentRunner | None = None
+
+    def __call__(self, job, run_dir: Path) -> None:
+        super().__call__(job, run_dir)
+        if len(self.calls) == self.limit:
+            self.runner.deadline = time.time() - 1
+
+
+def test_a_deadline_during_the_finals_still_records_the_lambda_choice(tmp_path, corpus):
+    config = parse_config(_raw(evaluation={"metrics": ["si_snr", "si_snri"], "workers": 0,
+                                           "rtf_threads": 1}))
+    # in order: the teacher, `none`'s 2 finals, dfkd's 2 sweep runs and then its final of seed 2
+    # (seed 1's is a sweep run), dfkd-fixed's 2 sweep runs: the deadline passes after the last
+    # sweep run, so dfkd-fixed's final of seed 2 is the one left
+    trainer = DeadlineAfter(1 + 2 + 3 + 2)
+    runner = ExperimentRunner(config, tmp_path / "exp", corpus, trainer=trainer, roots=[tmp_path],
+                              progress=False, device="cpu", record=tmp_path / "record")
+    trainer.runner = runner
+    assert runner.run() is None and len(trainer.calls) == 8 and runner.stopped == 1
+    assert [j.method for j in trainer.calls[3:6]] == ["dfkd"] * 3
+    assert not (tmp_path / "exp" / "results.md").exists()
+    # the sweep was settled before the deadline: its choice is written
+    chosen = json.loads((tmp_path / "exp" / "sweeps.json").read_text())["convtasnet"]
+    assert set(chosen) == {"dfkd", "dfkd-fixed"}
+    later = ExperimentRunner(config, tmp_path / "exp", corpus, trainer=FakeTrainer(),
+                             roots=[tmp_path], progress=False, device="cpu", record=tmp_path / "record")
+    assert later.run() is not None and len(later.trainer.calls) == 1  # only what was left

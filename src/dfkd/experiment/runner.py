@@ -306,9 +306,14 @@ class ExperimentRunner:
             workers = self.config.evaluation.workers
             if workers is None:  # one scoring process per core this run may use
                 workers = self.threads_per_run
-            evaluate_model(model, self.pairs(cell.eval_split), cell.eval_dir, metrics=metrics,
-                           workers=workers, device=self.device,
-                           label=f"{cell.arch} {cell.model}", progress=False)
+            summary = evaluate_model(model, self.pairs(cell.eval_split), cell.eval_dir,
+                                     metrics=metrics, workers=workers, device=self.device,
+                                     label=f"{cell.arch} {cell.model}", progress=False)
+            if summary.failed:  # the comparisons pair every clip: a run missing some is not scored
+                name, error = summary.failed[0]
+                raise DfkdError(f"{cell.eval_dir}: {len(summary.failed)} {cell.eval_split} clip(s) "
+                                f"could not be scored (first: {name}: {error}); {cell.describe()} "
+                                "stays unscored and is scored again when the grid runs next")
         _write_json(cell.eval_dir / EVALUATED, {
             "cell": cell.describe(), "model": source, "finished": _now(), "machine": self.machine,
         })
@@ -527,17 +532,21 @@ class ExperimentRunner:
             cells += more
         return cells
 
+    def sweep_settled(self, arch: str, teacher: Cell, cells: Sequence[Cell]) -> bool:
+        """Every run of the sweep ``cells`` scored and none still rising: the lambdas can be chosen."""
+        return all(self.is_scored(c) for c in cells) and not self.sweep_extensions(arch, teacher, cells)
+
     def run_sweep(self, arch: str, teacher: Cell, sweep: Sequence[Cell], untuned: Sequence[Cell],
-                  bar: tqdm | None = None) -> tuple[list[Cell], list[Cell]]:
+                  bar: tqdm | None = None) -> list[Cell]:
         """Train and score the lambda sweep of ``arch`` with its extensions (``sweep.extend``), and
         each KD method's final runs as soon as its lambda is settled; ``untuned`` (``none``'s
         finals, which need no lambda) first, as the longer runs. Returns the sweep cells, the
-        extensions included, and the final runs trained.
+        extensions included.
 
         Nothing waits for a batch: a method's sweep that is still rising gets its next lambda, and
         a settled one its finals, as soon as its last sweep run is scored (:meth:`run_cells`).
         """
-        cells, finals = list(sweep), list(untuned)
+        cells = list(sweep)
         growing = {v.name for v in self.config.variants if v.is_kd}  # lambda not settled yet
 
         def then(done: Cell) -> list[Cell]:
@@ -552,7 +561,6 @@ class ExperimentRunner:
                 chosen, _ = self.choose_weights(arch, mine)
                 more = [c for c in final_cells(self.config, arch, teacher, chosen, self.out, self.data)
                         if c.model == done.model]
-                finals.extend(more)
             else:
                 cells.extend(more)
                 if bar is not None:
@@ -561,7 +569,7 @@ class ExperimentRunner:
             return more
 
         self.run_cells([*untuned, *sweep], bar, then=then)
-        return cells, finals
+        return cells
 
     # ---------------------------------------------------------------------------- collecting
     def record(self, cell: Cell) -> RunRecord:
@@ -634,18 +642,16 @@ class ExperimentRunner:
                 # the final runs without a lambda (`none`) need no sweep: they run beside it
                 untuned = [c for c in final_cells(self.config, arch, teacher, {}, self.out, self.data)
                            if not next(v for v in self.config.variants if v.name == c.model).is_kd]
-                beside: list[Cell] = []
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    sweeps[arch], beside = self.run_sweep(arch, teacher, sweeps[arch], untuned, bar)
+                    # the finals too: each method's start as soon as its lambda is settled
+                    sweeps[arch] = self.run_sweep(arch, teacher, sweeps[arch], untuned, bar)
                 else:
                     sweeps[arch] = self.extend_sweep(arch, teacher, sweeps[arch])
-                if self.stopped:
+                if self.stopped and not self.sweep_settled(arch, teacher, sweeps[arch]):
                     break  # at the deadline: the lambdas cannot be chosen before the sweep ends
                 chosen, records[arch] = self.choose_weights(arch, sweeps[arch], partial=report_only)
                 finals = final_cells(self.config, arch, teacher, chosen, self.out, self.data)
-                if not report_only:
-                    self.run_cells([c for c in finals if c not in beside], bar)  # left: resumed ones
                 scored += [teacher, *finals]
                 _write_json(self.out / "sweeps.json", records)
                 if self.stopped:
