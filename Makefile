@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages for the offline demo corpus (real recorded speech and music) and for the report
-# screenshot test (chromium). Best effort: without root or apt the corpus falls back to synthetic
+# Debian packages for the offline demo corpus (real recorded speech and music), for the report
+# screenshot test (chromium) and tcmalloc for `make demo` (README, "Cost of a KD step"). Best effort: without root or apt the corpus falls back to synthetic
 # speech and the screenshot test skips with its reason.
 # The held-out corpus's packages (`dfkd corpus heldout`) are unpacked into $(DEBIAN_DIR), not installed:
 # asterisk-prompt-es-co and -fr-armelle conflict with the demo's asterisk-core-sounds-es/-fr.
@@ -29,7 +29,8 @@ HELDOUT_DEBS := asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt
 system-packages:
 	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  for p in asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
-	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav chromium; do \
+	           asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-wav chromium \
+	           libtcmalloc-minimal4; do \
 	    dpkg -s $$p >/dev/null 2>&1 || NEED="$$NEED $$p"; done; \
 	  for p in $(HELDOUT_DEBS); do [ -d "$(DEBIAN_DIR)/$$p" ] || NEED_DEB="$$NEED_DEB $$p"; done; \
 	  if [ -n "$$NEED$$NEED_DEB" ]; then apt-get update -qq; fi; \
@@ -39,13 +40,17 @@ system-packages:
 	    mv "$(DEBIAN_DIR)/$$p.tmp" "$(DEBIAN_DIR)/$$p" || echo "system-packages: could not unpack $$p"; rm -rf $$d; done; \
 	else echo "system-packages: no root/apt-get; the demo corpus will use synthetic speech"; fi
 
+# tcmalloc when installed (system-packages): ~1.1x-1.2x faster one-thread training steps than
+# glibc's malloc, the same weights bit for bit (benchmarks/allocator_settings.py); empty: glibc
+TCMALLOC = $(firstword $(wildcard /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4))
+
 test: $(STAMP) system-packages
 	$(PY) -m pytest -q
 
 demo: $(STAMP) system-packages
 	$(VENV)/bin/dfkd models
 	$(VENV)/bin/dfkd corpus demo --out $(DEMO_DIR)
-	$(VENV)/bin/dfkd experiment --config configs/demo.yaml --data $(DEMO_DIR) --out $(DEMO_OUT)
+	LD_PRELOAD="$(TCMALLOC)" $(VENV)/bin/dfkd experiment --config configs/demo.yaml --data $(DEMO_DIR) --out $(DEMO_OUT)
 
 # A few-minute version of the demo: Conv-TasNet only, few steps (see configs/demo_quick.yaml).
 demo-quick: $(STAMP) system-packages

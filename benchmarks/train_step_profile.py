@@ -51,12 +51,12 @@ def set_overlap_add(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     return model
 
 
-def make_trainer(arch: str, method: str, overlap_add: bool) -> Trainer:
+def make_trainer(arch: str, method: str, overlap_add: bool, preset: str = "micro") -> Trainer:
     config = TrainConfig()
-    config.model.arch, config.model.preset, config.kd.method = arch, "micro", method
+    config.model.arch, config.model.preset, config.kd.method = arch, preset, method
     config.steps = 10_000
     torch.manual_seed(1)
-    student = set_overlap_add(models.build(arch, "micro"), overlap_add)
+    student = set_overlap_add(models.build(arch, preset), overlap_add)
     empty = ValidationSet(torch.zeros(1, SAMPLE_RATE), torch.zeros(1, SAMPLE_RATE), ["-"])
     return Trainer(config, student, kd_loss_from_config(config), make_task_loss("sisnr"), None,
                    None, empty, Path(tempfile.gettempdir()), torch.device("cpu"))

@@ -140,6 +140,7 @@ def _teacher_defaults(teacher: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.allocator import keep_freed_memory
     from ..training.run import run_training
 
     import_plugins(args.plugin)
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args, {**COMMON_FLAGS, **DISTILL_FLAGS, **kd_option_flags()}, defaults)
     if not config.kd.teacher:
         raise DfkdError("dfkd distill needs --teacher RUN_OR_CHECKPOINT")
+    keep_freed_memory()  # ~1.1x faster steps on a CPU (training/allocator.py)
     out = run_training(config, args.out, resume=args.resume)
     print(f"dfkd distill: run written to {out}")
     return 0

@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
                               defer_test_scores=args.defer_test_scores)
     if args.dry_run:
         return _dry_run(runner)
+    if not args.report_only:
+        from ..training.allocator import keep_freed_memory
+
+        keep_freed_memory()  # for cells trained in this process (parallel_runs: 1)
     results = runner.run(report_only=args.report_only)
     if results is None:
         state = (f"stopped at the deadline ({runner.stopped} cell(s) unfinished; runs in flight "

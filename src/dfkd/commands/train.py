@@ -107,12 +107,14 @@ def resolve_config(
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.allocator import keep_freed_memory
     from ..training.run import run_training
 
     config = resolve_config(args, {"arch": "model.arch", **COMMON_FLAGS})
     if config.kd.method != "none" and not args.resume:
         raise DfkdError(f"dfkd train trains on the task loss alone; use dfkd distill for "
                         f"kd.method={config.kd.method!r}")
+    keep_freed_memory()  # ~1.1x faster steps on a CPU (training/allocator.py)
     out = run_training(config, args.out, resume=args.resume)
     print(f"dfkd train: run written to {out}")
     return 0

@@ -100,7 +100,10 @@ def _init_worker(threads: int) -> None:
 
     import torch
 
+    from ..training.allocator import keep_freed_memory
+
     torch.set_num_threads(threads)
+    keep_freed_memory()  # ~1.1x faster training steps on a CPU (training/allocator.py)
     # Ctrl-C reaches the whole process group: a worker then stops at once (every file it writes is
     # atomic and its run resumes from last.pt) instead of picking up the next queued cell
     signal.signal(signal.SIGINT, signal.SIG_DFL)

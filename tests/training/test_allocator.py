@@ -1,0 +1,51 @@
+"""keep_freed_memory: glibc's mallopt, applied once, and left alone under a preloaded allocator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dfkd.training import allocator
+
+PROBE = """
+import resource, torch
+from dfkd import models
+from dfkd.training.allocator import keep_freed_memory
+torch.set_num_threads(1)
+applied = {apply} and keep_freed_memory()
+torch.manual_seed(0)
+model, audio = models.build("convtasnet", "nano"), torch.randn(8, 16000)
+def steps(count):  # a study student's forward and backward passes (batch 8 x 1 s)
+    for _ in range(count):
+        model(audio).pow(2).mean().backward()
+steps(9)  # warm-up: glibc's adaptive thresholds settle, the kept pools fill
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+steps(6)
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(apply: bool) -> tuple[str, int]:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(apply=apply)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(allocator._glibc() is None or allocator.preloaded_allocator() is not None,
+                    reason="glibc's malloc only")
+def test_freed_tensors_are_kept_instead_of_faulted_in_again():
+    applied, kept = _faults(True)
+    _, default = _faults(False)
+    # measured: 3 700-7 700 page faults with glibc's defaults, 0-750 with the memory kept
+    assert applied == "True" and default > 2000 and kept < default / 4
+
+
+def test_a_preloaded_allocator_is_left_alone(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+    monkeypatch.setattr(allocator, "_applied", None)
+    assert allocator.preloaded_allocator() == "libtcmalloc_minimal.so.4"
+    assert allocator.keep_freed_memory() is False
+    monkeypatch.setenv("LD_PRELOAD", "")
+    assert allocator.preloaded_allocator() is None
