@@ -478,3 +478,28 @@ def test_the_causal_study_is_the_study_with_causal_students():
         (study.student.steps, study.train_options, study.evaluation)
     for arch in causal.architectures:  # every architecture has the causal twin of the student
         assert models.build(arch, causal.student.preset).config.get("causal") is True
+
+
+def test_the_lambda_check_is_the_study_s_conv_tasnet_finals_at_other_lambdas(tmp_path, corpus):
+    study, check = (load_config(REPO / "configs" / f"{n}.yaml")
+                    for n in ("study", "study_lambda_check"))
+    assert list(check.architectures) == ["convtasnet"] and check.seeds == study.seeds
+    assert (check.teacher, check.student.steps, check.student.batch_size) == \
+        (study.teacher, study.student.steps, study.student.batch_size)
+    assert (check.train_options, check.evaluation) == (study.train_options, study.evaluation)
+    assert check.student.preset_for("convtasnet") == study.student.preset_for("convtasnet") == "nano"
+    # each KD row at 3x its default lambda (the study chose 30x), one point, no extension
+    from dfkd.distill.methods import default_kd_weight
+
+    kd = [v for v in check.variants if v.is_kd]
+    assert [v.kd_weight / default_kd_weight(v.method, v.options) for v in kd] == pytest.approx([3, 3])
+    assert {v.name: v.options for v in kd} == {v.name: v.options for v in study.variants if v.name
+                                               in {k.name for k in kd}}
+    assert list(check.sweep.factors) == [1] and not check.sweep.extend
+    # its `none` runs and teacher are the study's own (the same run names): nothing trained twice
+    plans = [ExperimentRunner(c, tmp_path / "exp", corpus, roots=[REPO], progress=False,
+                              device="cpu", defer_test_scores=True).plan()["convtasnet"]
+             for c in (study, check)]
+    untuned = [{str(c.run_dir) for c in p["final"] if c.model == "none"} for p in plans]
+    assert untuned[0] == untuned[1] and len(untuned[0]) == 3
+    assert plans[0]["teacher"].run_dir == plans[1]["teacher"].run_dir
