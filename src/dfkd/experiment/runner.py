@@ -647,7 +647,7 @@ class ExperimentRunner:
                            if not next(v for v in self.config.variants if v.name == c.model).is_kd]
                 if not report_only:
                     self.run_cell(teacher, bar)  # alone: every student after it reads it
-                    # the finals too: each method's start as soon as its lambda is settled
+                    # the finals too: a method's start as soon as its lambda is settled
                     sweeps[arch] = self.run_sweep(arch, teacher, sweeps[arch], untuned, bar)
                 else:
                     sweeps[arch] = self.extend_sweep(arch, teacher, sweeps[arch])
