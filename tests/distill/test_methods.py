@@ -313,6 +313,39 @@ def test_dfkd_polarity_fix_makes_an_inverted_teacher_harmless():
     assert unfixed.loss > upright.loss + 2.0
 
 
+@pytest.mark.parametrize("method,options", [("dfkd", {}), ("dfkd", {"scale_fix": True}),
+                                            ("output", {}), ("dispatch", {"base": "dfkd"})])
+def test_polarity_to_student_leaves_an_inverted_student_alone(method, options):
+    # SI-SNR, the task loss, cannot tell y from -y: 2 of the 3 study students of Conv-TasNet
+    # output -y. Aligned with the clean target, a sign-sensitive KD term pulls such a student
+    # towards +y with a loss near its maximum; aligned with the student, it sees no difference.
+    clean = _speechlike(seed=1)
+    gen = torch.Generator().manual_seed(3)
+    teacher = clean + 0.001 * torch.randn(clean.shape, generator=gen)
+    student = clean + 0.002 * torch.randn(clean.shape, generator=gen)
+    inverted = torch.stack([-student[0], student[1]])  # utterance 0 inverted, 1 upright
+    to_clean = make_kd_loss(method, **options)
+    to_student = make_kd_loss(method, polarity_to="student", **options)
+    assert to_student.options()["polarity_to"] == "student"
+    upright = to_clean(student, teacher, clean).loss.item()
+    assert to_student(student, teacher, clean).loss.item() == pytest.approx(upright, rel=1e-5)
+    assert to_student(inverted, teacher, clean).loss.item() == pytest.approx(upright, rel=1e-5)
+    assert to_clean(inverted, teacher, clean).loss.item() > 10 * upright
+    # the sign is read without gradient: the student's gradient is the upright one, mirrored
+    grads = []
+    for source in (student, inverted):
+        leaf = source.clone().requires_grad_(True)
+        to_student(leaf, teacher, clean).loss.backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[1][0], -grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1])
+
+
+def test_polarity_to_must_name_a_reference():
+    with pytest.raises(DfkdError, match="dfkd: polarity_to must be one of clean, student, not 'teacher'"):
+        make_kd_loss("dfkd", polarity_to="teacher")
+
+
 def test_fix_scale_is_the_least_squares_gain_per_utterance():
     clean = _speechlike()
     # utterance 0: the teacher 20 dB too quiet; utterance 1: inverted and twice too loud

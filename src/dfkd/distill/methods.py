@@ -126,15 +126,36 @@ def fix_scale(teacher: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return gain * teacher
 
 
+POLARITY_REFERENCES = ("clean", "student")
+
+
+def _check_polarity_to(value: str, method: str) -> str:
+    if value not in POLARITY_REFERENCES:
+        raise DfkdError(f"{method}: polarity_to must be one of {', '.join(POLARITY_REFERENCES)}, "
+                        f"not {value!r}")
+    return value
+
+
 def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polarity_fix: bool,
-                       scale_fix: bool = False) -> torch.Tensor:
-    """The teacher output a KD term compares with: as it is, sign-fixed or scale-fixed."""
+                       scale_fix: bool = False, student: torch.Tensor | None = None) -> torch.Tensor:
+    """The teacher output a KD term compares with: as it is, sign-fixed or scale-fixed.
+
+    The sign follows the clean target, or with ``student`` given (``polarity_to: student``) the
+    student's own output: SI-SNR, the task loss, is blind to the output's sign, and a student
+    whose initial filters invert it keeps an inverted output (2 of 3 seeds of the study's
+    Conv-TasNet students). A sign-sensitive KD term aligned with the clean target then fights a
+    sign the task does not care about; aligned with the student it transfers only what is not
+    the sign. The student's sign is read without gradient.
+    """
     if not (polarity_fix or scale_fix):
         return teacher
+    if student is not None and not scale_fix:
+        return fix_polarity(teacher, student.detach())
     if clean is None:
         raise ValueError("the polarity and scale fixes need the clean target; pass clean= or "
                          "polarity_fix=False, scale_fix=False")
-    return fix_scale(teacher, clean) if scale_fix else fix_polarity(teacher, clean)
+    reference = fix_scale(teacher, clean) if scale_fix else fix_polarity(teacher, clean)
+    return reference if student is None else fix_polarity(reference, student.detach())
 
 
 class NoKD(KDLoss):
@@ -154,24 +175,29 @@ class OutputKD(KDLoss):
     config_keys = {"norm": "output_norm"}
     option_help = {"norm": "output: l1 | mse between student and teacher waveforms",
                    "polarity_fix": "dfkd, dispatch, output: flip the teacher per clip to agree in sign "
-                                   "with the clean target",
+                                   "with the clean target (or the student, polarity_to)",
+                   "polarity_to": "dfkd, dispatch, output: whose sign the polarity fix follows, clean "
+                                  "| student (SI-SNR leaves the student's sign free)",
                    "scale_fix": "bring the teacher to the clean target's scale first (least-squares "
                                 "gain per clip; includes the polarity fix)"}
 
     def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True,
-                 scale_fix: bool = False) -> None:
+                 scale_fix: bool = False, polarity_to: str = "clean") -> None:
         super().__init__(weight)
         if norm not in ("l1", "mse"):
             raise DfkdError(f"output KD: norm must be l1 or mse, not {norm!r}")
         self.norm = norm
         self.polarity_fix = bool(polarity_fix)
         self.scale_fix = bool(scale_fix)
+        self.polarity_to = _check_polarity_to(polarity_to, "output")
 
     def options(self) -> dict[str, Any]:
-        return {"norm": self.norm, "polarity_fix": self.polarity_fix, "scale_fix": self.scale_fix}
+        return {"norm": self.norm, "polarity_fix": self.polarity_fix, "scale_fix": self.scale_fix,
+                "polarity_to": self.polarity_to}
 
     def compute(self, student, teacher, clean) -> KDOutput:
-        error = student - _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix)
+        aligned = student if self.polarity_to == "student" else None
+        error = student - _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix, aligned)
         loss = error.abs().mean() if self.norm == "l1" else error.pow(2).mean()
         return KDOutput(loss, {})
 
@@ -252,6 +278,8 @@ class DfkdKD(KDLoss):
         silence_db: frames whose teacher band energy lies this far below the utterance's loudest
             frame are left out of that band's mean.
         polarity_fix: flip the teacher per utterance to agree in sign with the clean target first.
+        polarity_to: ``clean`` (default) or ``student``: the polarity fix follows the student's
+            sign instead (:func:`_reference_teacher`; the low band's cosine is sign-sensitive).
         scale_fix: bring the teacher to the clean target's scale first (:func:`fix_scale`; it
             includes the polarity fix); the high band's magnitude term then compares levels that
             do not depend on the teacher's arbitrary SI-SNR gain.
@@ -280,6 +308,7 @@ class DfkdKD(KDLoss):
         polarity_fix: bool = True,
         scale_fix: bool = False,
         cosine_bins: str = "",
+        polarity_to: str = "clean",
     ) -> None:
         super().__init__(weight)
         if not 0.0 <= float(beta) <= 1.0:
@@ -291,6 +320,7 @@ class DfkdKD(KDLoss):
         self.silence_db = float(silence_db)
         self.polarity_fix = bool(polarity_fix)
         self.scale_fix = bool(scale_fix)
+        self.polarity_to = _check_polarity_to(polarity_to, "dfkd")
 
     def options(self) -> dict[str, Any]:
         return {
@@ -301,6 +331,7 @@ class DfkdKD(KDLoss):
             "polarity_fix": self.polarity_fix,
             "scale_fix": self.scale_fix,
             "cosine_bins": "" if self.cosine_bins is None else str(self.cosine_bins),
+            "polarity_to": self.polarity_to,
         }
 
     def band_losses(self, student: torch.Tensor, teacher: torch.Tensor, clean: torch.Tensor | None
@@ -308,7 +339,8 @@ class DfkdKD(KDLoss):
         """``(L_low, L_high, crossover bins of the frames counted)``, both losses still attached to
         the graph: what :meth:`compute` sums, kept apart so that each band's share of the gradient
         can be measured (benchmarks/kd_gradient_share.py)."""
-        teacher = _reference_teacher(teacher.detach(), clean, self.polarity_fix, self.scale_fix)
+        aligned = student if self.polarity_to == "student" else None
+        teacher = _reference_teacher(teacher.detach(), clean, self.polarity_fix, self.scale_fix, aligned)
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
@@ -350,6 +382,7 @@ class DispatchKD(KDLoss):
         silence_db: patches whose teacher power per cell lies this far below the loudest frame's
             (power per bin) are not valid.
         polarity_fix: ``base=dfkd``: flip the teacher to agree in sign with the target first.
+        polarity_to: ``clean`` (default) or ``student``: whose sign that fix follows.
         scale_fix: bring the teacher to the target's scale first (:func:`fix_scale`).
     """
 
@@ -380,6 +413,7 @@ class DispatchKD(KDLoss):
         silence_db: float = SILENCE_DB,
         polarity_fix: bool = True,
         scale_fix: bool = False,
+        polarity_to: str = "clean",
     ) -> None:
         super().__init__(weight)
         if base not in BASES:
@@ -399,19 +433,24 @@ class DispatchKD(KDLoss):
         self.silence_db = float(silence_db)
         self.polarity_fix = bool(polarity_fix)
         self.scale_fix = bool(scale_fix)
+        self.polarity_to = _check_polarity_to(polarity_to, "dispatch")
 
     def options(self) -> dict[str, Any]:
         return {
             "base": self.base, "top_k": self.top_k, "patch_bins": str(self.heights),
             "patch_frames": self.patch_frames, "adapter": str(self.adapter.rule), "beta": self.beta,
             "silence_db": self.silence_db, "polarity_fix": self.polarity_fix, "scale_fix": self.scale_fix,
+            "polarity_to": self.polarity_to,
         }
 
     def compute(self, student, teacher, clean) -> KDOutput:
         if clean is None:
             raise ValueError("dispatch scores patches against the clean target; pass clean=")
         polarity = self.polarity_fix and self.base == "dfkd"
-        teacher = _reference_teacher(teacher, clean, polarity, self.scale_fix)
+        aligned = student if self.polarity_to == "student" else None
+        teacher = _reference_teacher(teacher, clean, polarity, self.scale_fix, aligned)
+        if aligned is not None and polarity:  # the knowledge gap compares with the target too
+            clean = fix_polarity(clean, aligned.detach())
         t, s, y = stft_frames(teacher), stft_frames(student), stft_frames(clean)
         batch, n_frames, n_bins = t.shape[:3]
         needs_split = self.base == "dfkd" or self.heights.follows_crossover
@@ -533,11 +572,12 @@ def make_kd_loss(method: str, weight: float | None = None, **options: Any) -> KD
     """Build the KD loss ``method`` with lambda ``weight`` (default :data:`DEFAULT_WEIGHTS`).
 
     Options (``None`` values are ignored, so CLI flags left unset fall back to the defaults):
-    ``output``: ``norm`` (l1|mse), ``polarity_fix``, ``scale_fix``; ``spectral``: ``scale_fix``;
-    ``subband``: ``bands``, ``scale_fix``; ``dfkd``: ``adapter``, ``crossover``, ``beta``,
-    ``silence_db``, ``polarity_fix``, ``scale_fix``, ``cosine_bins``; ``dispatch``: ``base``,
-    ``top_k``, ``patch_bins``, ``patch_frames``, ``adapter``, ``beta``, ``silence_db``,
-    ``polarity_fix``, ``scale_fix`` (:func:`kd_options` lists them from the classes).
+    ``output``: ``norm`` (l1|mse), ``polarity_fix``, ``scale_fix``, ``polarity_to``; ``spectral``:
+    ``scale_fix``; ``subband``: ``bands``, ``scale_fix``; ``dfkd``: ``adapter``, ``crossover``,
+    ``beta``, ``silence_db``, ``polarity_fix``, ``scale_fix``, ``cosine_bins``, ``polarity_to``;
+    ``dispatch``: ``base``, ``top_k``, ``patch_bins``, ``patch_frames``, ``adapter``, ``beta``,
+    ``silence_db``, ``polarity_fix``, ``scale_fix``, ``polarity_to`` (:func:`kd_options` lists
+    them from the classes).
     """
     cls = _method_class(method)
     options = {k: v for k, v in options.items() if v is not None}
