@@ -137,11 +137,12 @@ def _check_polarity_to(value: str, method: str) -> str:
 
 
 def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polarity_fix: bool,
-                       scale_fix: bool = False, student: torch.Tensor | None = None) -> torch.Tensor:
+                       scale_fix: bool = False, student: torch.Tensor | None = None,
+                       polarity_to: str = "clean") -> torch.Tensor:
     """The teacher output a KD term compares with: as it is, sign-fixed or scale-fixed.
 
-    The sign follows the clean target, or with ``student`` given (``polarity_to: student``) the
-    student's own output: SI-SNR, the task loss, is blind to the output's sign, and a student
+    The sign follows the clean target, or with ``polarity_to="student"`` the ``student``'s own
+    output: SI-SNR, the task loss, is blind to the output's sign, and a student
     whose initial filters invert it keeps an inverted output (2 of 3 seeds of the study's
     Conv-TasNet students). A sign-sensitive KD term aligned with the clean target then fights a
     sign the task does not care about; aligned with the student it transfers only what is not
@@ -149,6 +150,8 @@ def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polari
     """
     if not (polarity_fix or scale_fix):
         return teacher
+    if polarity_to != "student":
+        student = None
     if student is not None and not scale_fix:
         return fix_polarity(teacher, student.detach())
     if clean is None:
@@ -196,8 +199,8 @@ class OutputKD(KDLoss):
                 "polarity_to": self.polarity_to}
 
     def compute(self, student, teacher, clean) -> KDOutput:
-        aligned = student if self.polarity_to == "student" else None
-        error = student - _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix, aligned)
+        error = student - _reference_teacher(teacher, clean, self.polarity_fix, self.scale_fix,
+                                             student, self.polarity_to)
         loss = error.abs().mean() if self.norm == "l1" else error.pow(2).mean()
         return KDOutput(loss, {})
 
@@ -339,8 +342,8 @@ class DfkdKD(KDLoss):
         """``(L_low, L_high, crossover bins of the frames counted)``, both losses still attached to
         the graph: what :meth:`compute` sums, kept apart so that each band's share of the gradient
         can be measured (benchmarks/kd_gradient_share.py)."""
-        aligned = student if self.polarity_to == "student" else None
-        teacher = _reference_teacher(teacher.detach(), clean, self.polarity_fix, self.scale_fix, aligned)
+        teacher = _reference_teacher(teacher.detach(), clean, self.polarity_fix, self.scale_fix,
+                                     student, self.polarity_to)
         teacher_frames, student_frames = stft_frames(teacher), stft_frames(student)
         teacher_power = power(teacher_frames)
         crossover = self.adapter.crossover_bins(teacher_power.sqrt(), freq_dim=-1)
@@ -447,10 +450,9 @@ class DispatchKD(KDLoss):
         if clean is None:
             raise ValueError("dispatch scores patches against the clean target; pass clean=")
         polarity = self.polarity_fix and self.base == "dfkd"
-        aligned = student if self.polarity_to == "student" else None
-        teacher = _reference_teacher(teacher, clean, polarity, self.scale_fix, aligned)
-        if aligned is not None and polarity:  # the knowledge gap compares with the target too
-            clean = fix_polarity(clean, aligned.detach())
+        teacher = _reference_teacher(teacher, clean, polarity, self.scale_fix, student, self.polarity_to)
+        if self.polarity_to == "student" and polarity:  # the knowledge gap compares with the target too
+            clean = fix_polarity(clean, student.detach())
         t, s, y = stft_frames(teacher), stft_frames(student), stft_frames(clean)
         batch, n_frames, n_bins = t.shape[:3]
         needs_split = self.base == "dfkd" or self.heights.follows_crossover
