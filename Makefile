@@ -68,9 +68,9 @@ teachers: $(STAMP) system-packages
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_WAIT_POLICY=PASSIVE sh pretrained/$${a}_small/commands.sh \
 	    > runs/teachers/$$a.log 2>&1 & done; wait; tail -n 3 runs/teachers/*.log
 
-# every benchmark that runs without inputs (kd_gradient_share and output_sign read trained runs)
+# every benchmark that runs without inputs (kd_gradient_share, output_sign, paired_rows read trained runs)
 bench: $(STAMP)
-	for f in benchmarks/*.py; do case $$f in *kd_gradient_share.py|*output_sign.py) continue;; esac; \
+	for f in benchmarks/*.py; do case $$f in *kd_gradient_share.py|*output_sign.py|*paired_rows.py) continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
