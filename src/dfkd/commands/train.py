@@ -18,7 +18,7 @@ from ..errors import DfkdError
 from ..training.config import (
     TrainConfig,
     apply_mapping,
-    from_dict,
+    load_run_config,
     load_yaml,
     parse_assignment,
     set_key,
@@ -87,7 +87,7 @@ def resolve_config(
         saved = out / "config.yaml"
         if not saved.is_file():
             raise DfkdError(f"{out}: nothing to resume (no config.yaml)")
-        config = from_dict(load_yaml(saved), str(saved))
+        config = load_run_config(saved)
     else:
         config = TrainConfig()
         for key, value in (defaults or {}).items():

@@ -127,6 +127,14 @@ def fix_scale(teacher: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 POLARITY_REFERENCES = ("clean", "student")
+POLARITY_TO_DEFAULT = "clean"
+
+# Options whose default may change after runs were made with an earlier one: a saved run config
+# (``config.yaml``) or a grid cell that does not name the option meant this value, whatever the
+# class's default is today. Run names leave an option out at this value and name it otherwise
+# (``dfkd.experiment.plan.TrainJob.identity``), so a changed default trains new runs instead of
+# reusing old ones under a meaning they did not have.
+LEGACY_DEFAULTS: dict[str, Any] = {"polarity_to": "clean"}
 
 
 def _check_polarity_to(value: str, method: str) -> str:
@@ -138,7 +146,7 @@ def _check_polarity_to(value: str, method: str) -> str:
 
 def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polarity_fix: bool,
                        scale_fix: bool = False, student: torch.Tensor | None = None,
-                       polarity_to: str = "clean") -> torch.Tensor:
+                       polarity_to: str = POLARITY_TO_DEFAULT) -> torch.Tensor:
     """The teacher output a KD term compares with: as it is, sign-fixed or scale-fixed.
 
     The sign follows the clean target, or with ``polarity_to="student"`` the ``student``'s own
@@ -185,7 +193,7 @@ class OutputKD(KDLoss):
                                 "gain per clip; includes the polarity fix)"}
 
     def __init__(self, weight: float, norm: str = "l1", polarity_fix: bool = True,
-                 scale_fix: bool = False, polarity_to: str = "clean") -> None:
+                 scale_fix: bool = False, polarity_to: str = POLARITY_TO_DEFAULT) -> None:
         super().__init__(weight)
         if norm not in ("l1", "mse"):
             raise DfkdError(f"output KD: norm must be l1 or mse, not {norm!r}")
@@ -311,7 +319,7 @@ class DfkdKD(KDLoss):
         polarity_fix: bool = True,
         scale_fix: bool = False,
         cosine_bins: str = "",
-        polarity_to: str = "clean",
+        polarity_to: str = POLARITY_TO_DEFAULT,
     ) -> None:
         super().__init__(weight)
         if not 0.0 <= float(beta) <= 1.0:
@@ -416,7 +424,7 @@ class DispatchKD(KDLoss):
         silence_db: float = SILENCE_DB,
         polarity_fix: bool = True,
         scale_fix: bool = False,
-        polarity_to: str = "clean",
+        polarity_to: str = POLARITY_TO_DEFAULT,
     ) -> None:
         super().__init__(weight)
         if base not in BASES:

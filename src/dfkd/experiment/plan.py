@@ -78,6 +78,7 @@ class TrainJob:
         # the teacher's path is left out: moving the experiment folder must not invalidate runs
         ident = asdict(self)
         ident.pop("teacher")
+        ident["kd_options"] = identity_kd_options(self.method, self.kd_options)
         ident["options"] = {k: v for k, v in flat_options(self.options).items()
                             if k not in RUNTIME_OPTIONS}
         return ident
@@ -85,6 +86,28 @@ class TrainJob:
     def key(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def identity_kd_options(method: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The KD options that name a run: as given, with every option of
+    :data:`~dfkd.distill.methods.LEGACY_DEFAULTS` the method has resolved to the value it trains
+    with, left out at its legacy value (as run names always left it out) and named otherwise.
+
+    So a run named before an option's default changed keeps its name only where it still trains
+    the same way: with a new default, a cell that does not name the option gets a new run.
+    """
+    from ..distill.methods import LEGACY_DEFAULTS, kd_options
+
+    named = dict(options)
+    if not method or method == "none":
+        return named
+    defaults = {o.option: o.default for o in kd_options(method)}
+    for option, legacy in LEGACY_DEFAULTS.items():
+        if option in defaults:
+            value = named.pop(option, defaults[option])
+            if value != legacy:
+                named[option] = value
+    return named
 
 
 @dataclass(frozen=True)

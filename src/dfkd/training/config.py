@@ -291,6 +291,18 @@ def from_dict(data: Mapping[str, Any], source: str = "config") -> TrainConfig:
     return config
 
 
+def load_run_config(path: str | Path) -> TrainConfig:
+    """A run's saved ``config.yaml``. A ``kd.*`` key it lacks was saved before that option existed,
+    so it means the option's value then (:data:`dfkd.distill.methods.LEGACY_DEFAULTS`), not
+    today's default: a resumed run goes on as it began."""
+    from ..distill.methods import LEGACY_DEFAULTS
+
+    data = dict(load_yaml(path))
+    if isinstance(data.get("kd"), Mapping):
+        data["kd"] = {**LEGACY_DEFAULTS, **data["kd"]}
+    return from_dict(data, str(path))
+
+
 def dump_yaml(config: TrainConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 

@@ -40,8 +40,7 @@ from .config import (
     TrainConfig,
     differing_keys,
     dump_yaml,
-    from_dict,
-    load_yaml,
+    load_run_config,
     validate,
 )
 from .batches import build_datasets, load_validation_set
@@ -140,7 +139,7 @@ def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict
         raise DfkdError(f"{out_dir}: nothing to resume (no last.pt)")
     saved_path = out_dir / "config.yaml"
     if saved_path.is_file():
-        saved = absolute_paths(from_dict(load_yaml(saved_path), str(saved_path)))
+        saved = absolute_paths(load_run_config(saved_path))
         changed = [k for k in differing_keys(saved, config) if k not in RESUMABLE_KEYS]
         if "kd.teacher" in changed and saved.kd.teacher and config.kd.teacher:
             # the same teacher at another path (another checkout or machine, e.g. a run begun on
