@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dfkd.distill import methods
+from dfkd.experiment.config import load_config
 from dfkd.experiment.plan import TrainJob, identity_kd_options
 from dfkd.training.config import TrainConfig, dump_yaml, load_run_config
 
@@ -21,36 +22,40 @@ def _job(method: str, **options) -> TrainJob:
     return TrainJob("convtasnet", "nano", method, 0.3, options, "/t.pt", "teacher-x", 80, 8, 2, "/data")
 
 
-def test_today_an_option_at_its_legacy_value_is_not_named():
-    assert methods.LEGACY_DEFAULTS["polarity_to"] == methods.POLARITY_TO_DEFAULT == "clean"
-    assert _job("dfkd").key() == _job("dfkd", polarity_to="clean").key()
-    assert _job("dfkd").key() != _job("dfkd", polarity_to="student").key()
-    assert identity_kd_options("dfkd", {"polarity_to": "student", "adapter": "fixed:1000"}) == {
-        "polarity_to": "student", "adapter": "fixed:1000"}
+def test_the_new_default_is_named_and_the_legacy_value_is_not():
+    # polarity_to's default became `student`; every run named before meant `clean`
+    assert methods.LEGACY_DEFAULTS["polarity_to"] == "clean"
+    assert methods.POLARITY_TO_DEFAULT == "student"
+    assert _job("dfkd").key() == _job("dfkd", polarity_to="student").key()
+    assert _job("dfkd").key() != _job("dfkd", polarity_to="clean").key()
+    assert identity_kd_options("dfkd", {}) == {"polarity_to": "student"}
+    assert identity_kd_options("output", {"polarity_to": "clean", "norm": "mse"}) == {"norm": "mse"}
     # methods without the option, and `none`, are named by what they were given
     assert identity_kd_options("sisnr", {}) == {}
     assert identity_kd_options(None, {}) == {}
 
 
-def test_the_study_s_recorded_run_names_are_what_the_plan_computes():
-    # one clean-sign and one student-sign final of the recorded Conv-TasNet study
-    root = Path(__file__).resolve().parents[2] / "records" / "study" / "runs" / "convtasnet"
-    for row in ("dfkd", "dfkd-aligned"):
-        run = next(p for p in sorted((root / row).iterdir()) if "seed2-8000steps" in p.name)
+def test_the_study_s_recorded_run_names_are_what_its_config_plans_today():
+    # a clean-sign row (pinned in configs/study.yaml) and a student-sign row of the recorded
+    # Conv-TasNet study: both keep the run folders they were trained in
+    root = Path(__file__).resolve().parents[2]
+    study = load_config(root / "configs" / "study.yaml")
+    for row in ("output", "dfkd", "dfkd-rolloff", "dfkd-aligned"):
+        options = next(v for v in study.variants if v.name == row).options
+        runs = root / "records" / "study" / "runs" / "convtasnet" / row
+        run = next(p for p in sorted(runs.iterdir()) if "seed2-8000steps" in p.name)
         job = json.loads((run / "trained.json").read_text())["job"]
-        rebuilt = TrainJob(**{**job, "teacher": None, "teacher_id": job["teacher_id"]})
-        assert run.name.endswith(rebuilt.key()), (row, run.name, rebuilt.key())
+        planned = TrainJob(**{**job, "kd_options": dict(options), "teacher": None})
+        assert run.name.endswith(planned.key()), (row, run.name, planned.key())
 
 
-def test_a_changed_default_names_the_new_value_and_keeps_pinned_old_runs(monkeypatch):
-    # as if runs had been named when the default was `student`, and the default is now `clean`
-    monkeypatch.setitem(methods.LEGACY_DEFAULTS, "polarity_to", "student")
-    assert identity_kd_options("dfkd", {}) == {"polarity_to": "clean"}
-    assert identity_kd_options("output", {"polarity_to": "student"}) == {}
-    unnamed, pinned_old = _job("output"), _job("output", polarity_to="student")
-    assert unnamed.key() != pinned_old.key()
-    # the pinned cell keeps the name an old cell without the option had
-    assert pinned_old.identity()["kd_options"] == {}
+def test_a_row_pinned_to_the_legacy_value_keeps_the_name_an_unnamed_row_had(monkeypatch):
+    # the name of an old cell without the option, computed as it was before the default changed
+    monkeypatch.setitem(methods.LEGACY_DEFAULTS, "polarity_to", methods.POLARITY_TO_DEFAULT)
+    old_unnamed = _job("output").key()
+    monkeypatch.setitem(methods.LEGACY_DEFAULTS, "polarity_to", "clean")
+    assert _job("output", polarity_to="clean").key() == old_unnamed
+    assert _job("output").key() != old_unnamed
 
 
 @pytest.mark.parametrize("legacy", ["clean", "student"])

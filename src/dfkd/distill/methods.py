@@ -127,7 +127,7 @@ def fix_scale(teacher: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 POLARITY_REFERENCES = ("clean", "student")
-POLARITY_TO_DEFAULT = "clean"
+POLARITY_TO_DEFAULT = "student"  # README, "The students' sign"; LEGACY_DEFAULTS below
 
 # Options whose default may change after runs were made with an earlier one: a saved run config
 # (``config.yaml``) or a grid cell that does not name the option meant this value, whatever the
@@ -186,9 +186,9 @@ class OutputKD(KDLoss):
     config_keys = {"norm": "output_norm"}
     option_help = {"norm": "output: l1 | mse between student and teacher waveforms",
                    "polarity_fix": "dfkd, dispatch, output: flip the teacher per clip to agree in sign "
-                                   "with the clean target (or the student, polarity_to)",
-                   "polarity_to": "dfkd, dispatch, output: whose sign the polarity fix follows, clean "
-                                  "| student (SI-SNR leaves the student's sign free)",
+                                   "with the student's output (or the clean target, polarity_to)",
+                   "polarity_to": "dfkd, dispatch, output: whose sign the polarity fix follows, "
+                                  "student | clean (SI-SNR leaves the student's sign free)",
                    "scale_fix": "bring the teacher to the clean target's scale first (least-squares "
                                 "gain per clip; includes the polarity fix)"}
 
@@ -288,9 +288,11 @@ class DfkdKD(KDLoss):
         beta: weight of the high band's cosine term against its magnitude MSE (default 0.5).
         silence_db: frames whose teacher band energy lies this far below the utterance's loudest
             frame are left out of that band's mean.
-        polarity_fix: flip the teacher per utterance to agree in sign with the clean target first.
-        polarity_to: ``clean`` (default) or ``student``: the polarity fix follows the student's
-            sign instead (:func:`_reference_teacher`; the low band's cosine is sign-sensitive).
+        polarity_fix: flip the teacher per utterance to agree in sign with the student's output
+            (or the clean target, ``polarity_to``) first.
+        polarity_to: ``student`` (default) or ``clean``: the polarity fix follows the student's
+            sign, or the clean target's (:func:`_reference_teacher`; the low band's cosine is
+            sign-sensitive). ``clean`` was the default until the converged study measured both.
         scale_fix: bring the teacher to the clean target's scale first (:func:`fix_scale`; it
             includes the polarity fix); the high band's magnitude term then compares levels that
             do not depend on the teacher's arbitrary SI-SNR gain.
@@ -393,7 +395,7 @@ class DispatchKD(KDLoss):
         silence_db: patches whose teacher power per cell lies this far below the loudest frame's
             (power per bin) are not valid.
         polarity_fix: ``base=dfkd``: flip the teacher to agree in sign with the target first.
-        polarity_to: ``clean`` (default) or ``student``: whose sign that fix follows.
+        polarity_to: ``student`` (default) or ``clean``: whose sign that fix follows.
         scale_fix: bring the teacher to the target's scale first (:func:`fix_scale`).
     """
 
