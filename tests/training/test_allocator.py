@@ -30,8 +30,9 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(apply: bool) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(apply=apply, steps=STEPS)], capture_output=True,
-                         text=True, check=True).stdout.split()
+    probe = PROBE.format(apply=apply, steps=STEPS)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
     return out[0], int(out[1])
 
 
