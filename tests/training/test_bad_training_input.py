@@ -65,3 +65,23 @@ def test_training_set_smaller_than_a_batch_is_refused_before_the_teacher_cache(t
     assert err.startswith("dfkd distill: error: ")
     assert not (tmp_path / "cache").exists()
     assert list(out.iterdir()) == []  # the temp file removed, nothing else made
+
+
+def test_a_resumed_run_may_differ_only_in_options_its_method_never_reads(tmp_path):
+    # a `none` run cut short before polarity_to's default changed saved `kd.polarity_to: clean`;
+    # the grid resumes it with today's default, which `none` never reads
+    from dfkd.training.config import load_run_config, unused_kd_keys
+    from dfkd.training.run import run_training
+
+    make_tiny_corpus(tmp_path / "corpus", train=4, valid=2)
+    run = tmp_path / "run"
+    assert run_cli("train", "--arch", "convtasnet", "--data", tmp_path / "corpus", "--out", run,
+                   "--steps", 4, "--set", "stop_after=2", *FAST) == 0
+    config = load_run_config(run / "config.yaml")
+    config.kd.polarity_to = "clean" if config.kd.polarity_to == "student" else "student"
+    config.stop_after = None
+    run_training(config, run, resume=True)
+    assert json.loads((run / "history.json").read_text())["train"][-1]["step"] == 4
+    assert "kd.polarity_to" in unused_kd_keys("none") and "kd.polarity_to" in unused_kd_keys("sisnr")
+    assert "kd.polarity_to" not in unused_kd_keys("dfkd")
+    assert "kd.adapter" not in unused_kd_keys("dfkd") and "kd.adapter" in unused_kd_keys("output")

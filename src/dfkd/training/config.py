@@ -144,6 +144,14 @@ RESUMABLE_KEYS = frozenset({
 })
 
 
+def unused_kd_keys(method: str) -> frozenset[str]:
+    """The ``kd.*`` option keys that ``method`` does not read (every one for ``none``): a resumed
+    run may differ in them, e.g. a saved config written under another default of an option its
+    method never uses."""
+    used = set(KD_OPTION_KEYS.get(method, {}))
+    return frozenset(f"kd.{key}" for key in KD_OPTION_DEFAULTS if key not in used)
+
+
 def _field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 

@@ -41,6 +41,7 @@ from .config import (
     differing_keys,
     dump_yaml,
     load_run_config,
+    unused_kd_keys,
     validate,
 )
 from .batches import build_datasets, load_validation_set
@@ -140,7 +141,9 @@ def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict
     saved_path = out_dir / "config.yaml"
     if saved_path.is_file():
         saved = absolute_paths(load_run_config(saved_path))
-        changed = [k for k in differing_keys(saved, config) if k not in RESUMABLE_KEYS]
+        unused = unused_kd_keys(config.kd.method)
+        changed = [k for k in differing_keys(saved, config)
+                   if k not in RESUMABLE_KEYS and k not in unused]
         if "kd.teacher" in changed and saved.kd.teacher and config.kd.teacher:
             # the same teacher at another path (another checkout or machine, e.g. a run begun on
             # a GPU box): allowed here, and run_training checks the teacher's fingerprint instead
