@@ -11,6 +11,8 @@ import yaml
 
 from dfkd.checkpoint import model_payload, save_checkpoint
 from dfkd.models import build
+from dfkd.training.config import load_run_config, unused_kd_keys
+from dfkd.training.run import run_training
 
 from cli_runs import fast_flags, run_cli
 from tiny_corpus import make_tiny_corpus
@@ -70,9 +72,6 @@ def test_training_set_smaller_than_a_batch_is_refused_before_the_teacher_cache(t
 def test_a_resumed_run_may_differ_only_in_options_its_method_never_reads(tmp_path):
     # a `none` run cut short before polarity_to's default changed saved `kd.polarity_to: clean`;
     # the grid resumes it with today's default, which `none` never reads
-    from dfkd.training.config import load_run_config, unused_kd_keys
-    from dfkd.training.run import run_training
-
     make_tiny_corpus(tmp_path / "corpus", train=4, valid=2)
     run = tmp_path / "run"
     assert run_cli("train", "--arch", "convtasnet", "--data", tmp_path / "corpus", "--out", run,

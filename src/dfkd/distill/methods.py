@@ -152,9 +152,9 @@ def _reference_teacher(teacher: torch.Tensor, clean: torch.Tensor | None, polari
     The sign follows the ``student``'s own output (``polarity_to="student"``, the default), or
     the clean target (``"clean"``): SI-SNR, the task loss, is blind to the output's sign, and a
     student whose initial filters invert it keeps an inverted output (2 of 3 seeds of the study's
-    Conv-TasNet and DPTNet students). A sign-sensitive KD term aligned with the clean target then fights a
-    sign the task does not care about; aligned with the student it transfers only what is not
-    the sign. The student's sign is read without gradient.
+    Conv-TasNet and DPTNet students). A sign-sensitive KD term aligned with the clean target
+    then fights a sign the task does not care about; aligned with the student it transfers only
+    what is not the sign. The student's sign is read without gradient.
     """
     if not (polarity_fix or scale_fix):
         return teacher

@@ -305,9 +305,12 @@ def load_run_config(path: str | Path) -> TrainConfig:
     today's default: a resumed run goes on as it began."""
     from ..distill.methods import LEGACY_DEFAULTS
 
+    # LEGACY_DEFAULTS speaks in option names, the config in kd.* keys (``norm`` is ``output_norm``)
+    key_of = {option: key for keys in KD_OPTION_KEYS.values() for key, option in keys.items()}
     data = dict(load_yaml(path))
     if isinstance(data.get("kd"), Mapping):
-        data["kd"] = {**LEGACY_DEFAULTS, **data["kd"]}
+        legacy = {key_of[option]: value for option, value in LEGACY_DEFAULTS.items()}
+        data["kd"] = {**legacy, **data["kd"]}
     return from_dict(data, str(path))
 
 
