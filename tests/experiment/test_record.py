@@ -58,6 +58,31 @@ def test_a_lost_grid_comes_back_from_its_record(tmp_path, corpus):
     assert json.loads((out / "heldout" / "results.json").read_text())["rows"]
 
 
+def test_a_restored_report_plays_the_pretrained_teacher_and_says_which_students_it_cannot(
+        tmp_path, corpus):
+    from dfkd.checkpoint import model_payload, save_checkpoint
+
+    (tmp_path / "pretrained").mkdir()
+    save_checkpoint(tmp_path / "pretrained" / "convtasnet_mini.pt",
+                    model_payload(models.build("convtasnet", "mini")))
+    evaluation = {"metrics": METRICS, "workers": 0, "rtf_threads": 1}
+    teacher = {"preset": "mini", "pretrained": "auto", "seed": 0}
+
+    def grid():
+        return _runner(tmp_path, corpus, RecordingFakeTrainer(), methods=["none", "dfkd"], seeds=[1],
+                       evaluation=evaluation, teacher=teacher, record=tmp_path / "record")
+
+    grid().run()
+    page = (tmp_path / "exp" / "report.html").read_text()
+    assert "student none" in page and "Not played" not in page  # the weights are here
+    shutil.rmtree(tmp_path / "exp")
+    grid().run(report_only=True)
+    page = (tmp_path / "exp" / "report.html").read_text()
+    assert "teacher (convtasnet)" in page and "<audio" in page  # pretrained: still here
+    assert ("Not played: student none (restored from the record: scores, no weights here); "
+            "student dfkd (restored from the record: scores, no weights here).") in page
+
+
 def test_a_restored_grid_trains_only_what_the_record_lacks(tmp_path, corpus):
     _grid(tmp_path, corpus, RecordingFakeTrainer(), seeds=(1,)).run()
     shutil.rmtree(tmp_path / "exp")

@@ -56,6 +56,7 @@ class ReportClip:
     name: str
     spectrogram: str | None = None
     audio: list[tuple[str, str]] = field(default_factory=list)
+    not_played: list[str] = field(default_factory=list)  # "label (why)" of systems left out
 
 
 def _esc(text: object) -> str:
@@ -133,8 +134,10 @@ def _clip(clip: ReportClip) -> str:
         f'src="{_href(path)}"></audio></td></tr>' for label, path in clip.audio)
     image = (f'<img src="{_href(clip.spectrogram)}" alt="spectrograms of {_esc(clip.name)}" '
              'style="max-width:760px">' if clip.spectrogram else "")
+    missing = (f'<p class="note">Not played: {_esc("; ".join(clip.not_played))}.</p>'
+               if clip.not_played else "")
     return (f'<h3>{_esc(clip.name)}</h3><div class="clip">{image}'
-            f'<table class="players"><tbody>{players}</tbody></table></div>')
+            f'<table class="players"><tbody>{players}</tbody></table></div>{missing}')
 
 
 def render_html(results: Results, figures: Sequence[ReportFigure] = (),

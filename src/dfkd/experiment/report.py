@@ -237,18 +237,27 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
                     and has_weights(c)]  # a cell restored from a record has none to play
             return min(mine, key=lambda c: c.seed or 0) if mine else None
 
+        def why_not(model: str) -> str:
+            scored = any(c.arch == arch and c.model == model and grid.is_scored(c) for c in finals)
+            return "restored from the record: scores, no weights here" if scored else "not scored yet"
+
         playable = grid.is_scored(teacher) and has_weights(teacher)
-        systems = [(f"teacher ({arch})", teacher if playable else None),
-                   (f"student {BASELINE}", first(BASELINE))]
+        systems = [(f"teacher ({arch})", teacher if playable else None, TEACHER),
+                   (f"student {BASELINE}", first(BASELINE), BASELINE)]
         if dfkd_name is not None:
-            systems.append((f"student {dfkd_name}", first(dfkd_name)))
+            systems.append((f"student {dfkd_name}", first(dfkd_name), dfkd_name))
         winner = (best or {}).get(arch)
         if winner is not None and winner not in (BASELINE, dfkd_name):
-            systems.append((f"student {winner} (best)", first(winner)))
+            systems.append((f"student {winner} (best)", first(winner), winner))
         loaded = [(label, load_model(cell.model_path).to(device).eval())
-                  for label, cell in systems if cell is not None]
+                  for label, cell, _ in systems if cell is not None]
         if not loaded:
             continue
+        # Say who is missing from the players rather than leave the reader to wonder why.
+        missing = [f"{label} ({why_not(model)})" for label, cell, model in systems
+                   if cell is None and model != TEACHER]
+        missing += [f"{label} (no weights here)" for label, cell, model in systems
+                    if cell is None and model == TEACHER]
         for pair in chosen:
             noisy, clean = load_mono(pair.noisy, SAMPLE_RATE), load_mono(pair.clean, SAMPLE_RATE)
             waves = [("noisy", noisy), ("clean", clean)]
@@ -264,7 +273,7 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
                 audio.append((label, rel))
             figure = f"plots/spectrograms_{arch}_{pair.name}.png"
             plots.plot_spectrograms(f"{arch}: {pair.name}", waves, out / figure)
-            clips.append(ReportClip(f"{arch}: {pair.name}", figure, audio))
+            clips.append(ReportClip(f"{arch}: {pair.name}", figure, audio, missing))
     return clips
 
 
