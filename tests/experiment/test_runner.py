@@ -318,6 +318,22 @@ def test_report_only_and_missing_data(tmp_path, corpus):
         _runner(tmp_path, corpus, FakeTrainer()).run(report_only=True)
 
 
+def test_a_second_grid_in_a_running_grids_folder_is_refused_and_a_report_is_not(tmp_path, corpus):
+    import os
+
+    from dfkd.files import folder_lock
+
+    raw = {"methods": ["none"], "seeds": [1], "report": {"clips": 0}}
+    _runner(tmp_path, corpus, FakeTrainer(), **raw).run()
+    trainer = FakeTrainer()
+    with folder_lock(tmp_path / "exp", "another `dfkd experiment`"):  # the grid that runs there
+        with pytest.raises(DfkdError, match=rf"exp: another `dfkd experiment` \(pid {os.getpid()}\) "
+                                            "is already running in this folder"):
+            _runner(tmp_path, corpus, trainer, **raw).run()
+        assert _runner(tmp_path, corpus, trainer, **raw).run(report_only=True) is not None
+    assert trainer.calls == []
+
+
 def test_command_dry_run(tmp_path, corpus, capsys):
     from dfkd import cli
 

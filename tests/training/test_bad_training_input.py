@@ -84,3 +84,21 @@ def test_a_resumed_run_may_differ_only_in_options_its_method_never_reads(tmp_pat
     assert "kd.polarity_to" in unused_kd_keys("none") and "kd.polarity_to" in unused_kd_keys("sisnr")
     assert "kd.polarity_to" not in unused_kd_keys("dfkd")
     assert "kd.adapter" not in unused_kd_keys("dfkd") and "kd.adapter" in unused_kd_keys("output")
+
+
+def test_a_second_run_into_a_folder_that_a_running_one_holds_is_refused(tmp_path, capsys):
+    from dfkd.files import folder_lock
+
+    corpus = make_tiny_corpus(tmp_path / "corpus", train=4, valid=2)
+    out = tmp_path / "run"
+    # what the first `nohup dfkd train` holds while it trains (here: this test, in-process)
+    with folder_lock(out, "another `dfkd train`/`distill` run"):
+        assert run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", out,
+                       "--steps", 2, *FAST) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"dfkd train: error: {out}: another `dfkd train`/`distill` run (pid {os.getpid()}) "
+                   "is already running in this folder; wait for it to end or stop it first")
+    assert not out.exists()  # refused before anything was written
+    assert run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", out,
+                   "--steps", 2, *FAST) == 0  # once it is free, the run goes ahead
+    assert (out / "last.pt").is_file() and not (out / ".dfkd.lock").exists()

@@ -35,6 +35,7 @@ import platform
 import sys
 import time
 from collections import deque
+from contextlib import nullcontext
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -50,7 +51,7 @@ from .plan import (
     student_cell, sweep_cells, sweep_extension, teacher_cell,
 )
 from ..evaluation.scoring import default_workers
-from ..files import write_json
+from ..files import folder_lock, write_json
 from .curves import late_gradient_ratio, read_history
 from .jobs import train_job
 from .record import check_manifest, has_weights, restore, save_cell
@@ -619,6 +620,12 @@ class ExperimentRunner:
         the test scores (the finished cells are in the record all the same)."""
         teachers = self.check_inputs()  # first: a bad teacher or corpus must not leave files behind
         self.out.mkdir(parents=True, exist_ok=True)
+        # a report may be rebuilt beside a running grid (it only reads); a second grid may not run
+        with nullcontext() if report_only else folder_lock(self.out, "another `dfkd experiment`"):
+            return self._run(teachers, report_only)
+
+    def _run(self, teachers: dict[str, Cell], report_only: bool) -> Results | None:
+        """:meth:`run` once the inputs are checked and the folder is this process's."""
         if self.record_dir is not None:
             check_manifest(self.record_dir, self.data, self.config.name)
             restored = restore(self.record_dir, self.out)

@@ -30,7 +30,7 @@ from .. import models
 from ..checkpoint import load_model, read_checkpoint, resolve_checkpoint
 from ..distill.methods import KDLoss, make_kd_loss
 from ..errors import DfkdError
-from ..files import remove_stale_temps, write_text
+from ..files import folder_lock, remove_stale_temps, write_text
 from ..losses import make_task_loss
 from ..distill.teacher_cache import CachedTeacherDataset, TeacherCache, default_cache_dir, supports_cache
 from ..distill.teachers import EnhancedFolder, TeacherSource, load_teacher_source
@@ -159,6 +159,14 @@ def prepare_run_folder(config: TrainConfig, out_dir: Path, resume: bool) -> dict
 def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False) -> Path:
     """Train (``kd.method`` none, no teacher needed) or distil; returns the run folder."""
     out_dir = Path(out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 holds the folder for the job
+        return _run_training(config, out_dir, resume)
+    with folder_lock(out_dir, "another `dfkd train`/`distill` run"):
+        return _run_training(config, out_dir, resume)
+
+
+def _run_training(config: TrainConfig, out_dir: Path, resume: bool) -> Path:
+    """:func:`run_training` once the folder is this process's."""
     validate(config)
     kd = kd_loss_from_config(config)
     config.kd.weight = kd.weight  # config.yaml records the lambda actually used
