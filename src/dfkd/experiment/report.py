@@ -254,10 +254,8 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
         if not loaded:
             continue
         # Say who is missing from the players rather than leave the reader to wonder why.
-        missing = [f"{label} ({why_not(model)})" for label, cell, model in systems
-                   if cell is None and model != TEACHER]
-        missing += [f"{label} (no weights here)" for label, cell, model in systems
-                    if cell is None and model == TEACHER]
+        missing = [f"{label} ({'no weights here' if model == TEACHER else why_not(model)})"
+                   for label, cell, model in systems if cell is None]
         for pair in chosen:
             noisy, clean = load_mono(pair.noisy, SAMPLE_RATE), load_mono(pair.clean, SAMPLE_RATE)
             waves = [("noisy", noisy), ("clean", clean)]
