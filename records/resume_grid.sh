@@ -26,10 +26,15 @@ mkdir -p "$study/data"
 .venv/bin/dfkd corpus heldout --out "$study/data/heldout_corpus"
 [ -e data ] || ln -sfn "$study/data" data   # evaluation.heldout names data/heldout_corpus
 
-code="$study/code_$name"
-rm -rf "$code.tmp" && cp -r src "$code.tmp" && rm -rf "$code" && mv "$code.tmp" "$code"
+# One frozen copy per content of src/: a second start with the same code reuses it, and a start
+# with edited code never replaces the files a running grid still imports (its workers, its report).
+digest=$(find src -name '*.py' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+code="$study/code/$name-$digest"
+if [ ! -d "$code" ]; then
+  mkdir -p "$study/code" && rm -rf "$code.tmp" && cp -r src "$code.tmp" && mv "$code.tmp" "$code"
+fi
 tcmalloc=$(ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1 || true)
-echo "$(date -u +%FT%TZ) resume $config --arch $arch (code $(git rev-parse --short HEAD), record $record)"
+echo "$(date -u +%FT%TZ) resume $config --arch $arch (commit $(git rev-parse --short HEAD), code $code, record $record)"
 LD_PRELOAD="$tcmalloc" OMP_WAIT_POLICY=PASSIVE PYTHONPATH="$code" \
     exec .venv/bin/python -m dfkd experiment --config "$config" --data "$study/data/demo_corpus" \
     --out "$study/$name" --record "$record" --arch "$arch" "$@"
