@@ -87,7 +87,7 @@ def test_a_resumed_run_may_differ_only_in_options_its_method_never_reads(tmp_pat
 
 
 def test_a_second_run_into_a_folder_that_a_running_one_holds_is_refused(tmp_path, capsys):
-    from dfkd.files import folder_lock
+    from dfkd.files import LOCK_NAME, folder_lock
 
     corpus = make_tiny_corpus(tmp_path / "corpus", train=4, valid=2)
     out = tmp_path / "run"
@@ -101,4 +101,4 @@ def test_a_second_run_into_a_folder_that_a_running_one_holds_is_refused(tmp_path
     assert not out.exists()  # refused before anything was written
     assert run_cli("train", "--arch", "convtasnet", "--data", corpus, "--out", out,
                    "--steps", 2, *FAST) == 0  # once it is free, the run goes ahead
-    assert (out / "last.pt").is_file() and not (out / ".dfkd.lock").exists()
+    assert (out / "last.pt").is_file() and not (out / LOCK_NAME).exists()

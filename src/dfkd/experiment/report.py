@@ -232,30 +232,29 @@ def listening_clips(grid: ReportInputs, finals: Sequence[Cell],
     out, device = grid.out, grid.device
     clips: list[ReportClip] = []
     for arch, teacher in grid.teachers.items():
-        def first(model: str) -> Cell | None:
-            mine = [c for c in finals if c.arch == arch and c.model == model and grid.is_scored(c)
-                    and has_weights(c)]  # a cell restored from a record has none to play
-            return min(mine, key=lambda c: c.seed or 0) if mine else None
-
-        def why_not(model: str) -> str:
-            scored = any(c.arch == arch and c.model == model and grid.is_scored(c) for c in finals)
-            return "restored from the record: scores, no weights here" if scored else "not scored yet"
+        def first(model: str) -> tuple[Cell | None, str]:
+            """The row's lowest-seed final with weights here, else why there is none."""
+            scored = [c for c in finals if c.arch == arch and c.model == model and grid.is_scored(c)]
+            mine = [c for c in scored if has_weights(c)]  # a cell restored from a record has none
+            if mine:
+                return min(mine, key=lambda c: c.seed or 0), ""
+            return None, ("restored from the record: scores, no weights here" if scored
+                          else "not scored yet")
 
         playable = grid.is_scored(teacher) and has_weights(teacher)
-        systems = [(f"teacher ({arch})", teacher if playable else None, TEACHER),
-                   (f"student {BASELINE}", first(BASELINE), BASELINE)]
+        systems = [(f"teacher ({arch})", teacher if playable else None, "no weights here"),
+                   (f"student {BASELINE}", *first(BASELINE))]
         if dfkd_name is not None:
-            systems.append((f"student {dfkd_name}", first(dfkd_name), dfkd_name))
+            systems.append((f"student {dfkd_name}", *first(dfkd_name)))
         winner = (best or {}).get(arch)
         if winner is not None and winner not in (BASELINE, dfkd_name):
-            systems.append((f"student {winner} (best)", first(winner), winner))
+            systems.append((f"student {winner} (best)", *first(winner)))
         loaded = [(label, load_model(cell.model_path).to(device).eval())
                   for label, cell, _ in systems if cell is not None]
         if not loaded:
             continue
         # Say who is missing from the players rather than leave the reader to wonder why.
-        missing = [f"{label} ({'no weights here' if model == TEACHER else why_not(model)})"
-                   for label, cell, model in systems if cell is None]
+        missing = [f"{label} ({why})" for label, cell, why in systems if cell is None]
         for pair in chosen:
             noisy, clean = load_mono(pair.noisy, SAMPLE_RATE), load_mono(pair.clean, SAMPLE_RATE)
             waves = [("noisy", noisy), ("clean", clean)]
